@@ -1,0 +1,501 @@
+"""The Webhook resource: an inbound endpoint, how callers authenticate, what applies to
+its events, where accepted events go, and the upstream GitHub hook that points at it."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, ConfigDict, Field, field_validator, model_validator
+
+from .common import (
+    CIDR,
+    Condition,
+    HeaderName,
+    JSONPath,
+    LabelName,
+    Model,
+    ObjectName,
+    PositiveDuration,
+    Regex,
+    SecretKey,
+    SecretKeyRef,
+    cel,
+    parse_duration,
+    pattern_check,
+)
+from .resource import Resource
+
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+# GitHub caps webhook payloads at 25 MB; nothing legitimate needs more.
+MAX_BODY_BYTES_CEILING = 25 * 1024 * 1024
+
+
+class AuthType(StrEnum):
+    GITHUB = "github"
+    HMAC = "hmac"
+    STANDARD_WEBHOOKS = "standard-webhooks"
+    BASIC = "basic"
+    BEARER = "bearer"
+    API_KEY = "api-key"
+    NONE = "none"
+
+
+# Which optional auth fields each type accepts; anything else set is a mistake.
+_AUTH_FIELDS: dict[AuthType, set[str]] = {
+    AuthType.GITHUB: set(),
+    AuthType.HMAC: {"header", "algorithm", "encoding", "prefix", "timestamp_header", "tolerance"},
+    AuthType.STANDARD_WEBHOOKS: {"tolerance"},
+    AuthType.BASIC: {"username"},
+    AuthType.BEARER: set(),
+    AuthType.API_KEY: {"header"},
+    AuthType.NONE: set(),
+}
+
+
+class WebhookAuth(Model):
+    """How callers prove who they are. Secrets are read from `secretRef`, never copied."""
+
+    type: AuthType = Field(
+        description="github | hmac | standard-webhooks | basic | bearer | api-key | none"
+    )
+    secret_ref: SecretKeyRef | None = Field(
+        default=None,
+        description=(
+            "The shared secret, password, token or key. When absent for a type that needs "
+            "one, the operator generates a Secret owned by the Webhook."
+        ),
+    )
+    header: HeaderName | None = Field(
+        default=None,
+        description=(
+            "hmac: signature header (default X-Signature); api-key: key header (default X-API-Key)."
+        ),
+    )
+    algorithm: Literal["sha256", "sha512"] | None = Field(
+        default=None, description="hmac: digest (default sha256)."
+    )
+    encoding: Literal["hex", "base64"] | None = Field(
+        default=None, description="hmac: signature encoding (default hex)."
+    )
+    prefix: str | None = Field(
+        default=None,
+        max_length=64,
+        description="hmac: prefix before the signature, e.g. 'sha256='.",
+    )
+    timestamp_header: HeaderName | None = Field(
+        default=None,
+        description=(
+            "hmac: header carrying a Unix timestamp; when set, the signed content is "
+            "'<timestamp>.<body>' and requests older than `tolerance` are refused."
+        ),
+    )
+    tolerance: PositiveDuration | None = Field(
+        default=None,
+        description=(
+            "hmac (with timestampHeader) and standard-webhooks: allowed clock skew (default 5m)."
+        ),
+    )
+    username: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=256,
+        pattern=r"^[^:]+$",
+        description="basic: the user name; the password is the secret.",
+    )
+
+    @model_validator(mode="after")
+    def _fields_fit_type(self) -> WebhookAuth:
+        allowed = _AUTH_FIELDS[self.type]
+        for name in (
+            "header",
+            "algorithm",
+            "encoding",
+            "prefix",
+            "timestamp_header",
+            "tolerance",
+            "username",
+        ):
+            if getattr(self, name) is not None and name not in allowed:
+                alias = type(self).model_fields[name].alias or name
+                raise ValueError(f"{alias} does not apply to auth type {self.type.value}")
+        if self.type is AuthType.NONE and self.secret_ref is not None:
+            raise ValueError("auth type none takes no secretRef")
+        if self.type is AuthType.BASIC and self.username is None:
+            raise ValueError("auth type basic needs a username")
+        if self.tolerance is not None and self.type is AuthType.HMAC and not self.timestamp_header:
+            raise ValueError("tolerance needs timestampHeader for auth type hmac")
+        return self
+
+    @property
+    def needs_secret(self) -> bool:
+        return self.type is not AuthType.NONE
+
+
+_REPOSITORY = r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$"
+_ORGANIZATION = r"^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?$"
+# GitHub webhook event names: lowercase words joined by underscores, or "*" for all.
+_GITHUB_EVENT = r"^(\*|[a-z]+(_[a-z]+)*)$"
+
+
+class TokenSecretRef(SecretKeyRef):
+    """A GitHub token in a Secret of the same namespace."""
+
+    key: SecretKey = Field(default="token", description="Key within the Secret's data.")
+
+
+class GitHubHook(Model):
+    """The upstream GitHub hook the operator creates and repairs, pointing at this Webhook."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            "has(self.repository) != has(self.organization)",
+            "set exactly one of repository or organization",
+        )
+    )
+
+    repository: (
+        Annotated[str, pattern_check(_REPOSITORY, "a repository as owner/name", 200)] | None
+    ) = Field(default=None, description="owner/name", json_schema_extra={"pattern": _REPOSITORY})
+    organization: (
+        Annotated[str, pattern_check(_ORGANIZATION, "a GitHub organization login", 39)] | None
+    ) = Field(default=None, json_schema_extra={"pattern": _ORGANIZATION})
+    events: list[Annotated[str, Field(pattern=_GITHUB_EVENT, max_length=64)]] = Field(
+        default_factory=lambda: ["push"],
+        min_length=1,
+        max_length=100,
+        description="GitHub events the hook subscribes to ('*' for all).",
+    )
+    token_secret_ref: TokenSecretRef = Field(
+        description="A token allowed to manage hooks (admin:repo_hook or admin:org_hook)."
+    )
+    api_url: Annotated[str, AfterValidator(lambda v: _http_url(v, "apiURL"))] = Field(
+        default="https://api.github.com",
+        alias="apiURL",
+        description="GitHub REST API base, for GitHub Enterprise Server.",
+    )
+    active: bool = True
+    insecure_ssl: bool = Field(default=False, alias="insecureSSL")
+
+    @model_validator(mode="after")
+    def _exactly_one_target(self) -> GitHubHook:
+        if (self.repository is None) == (self.organization is None):
+            raise ValueError("set exactly one of repository or organization")
+        return self
+
+
+class EventTypeRef(Model):
+    """An EventType by its object name, or by `{type, version}`."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            "has(self.name) != has(self.type)",
+            "refer to an EventType by name or by type (and version), not both",
+            "!has(self.version) || has(self.type)",
+            "version needs type",
+        )
+    )
+
+    name: ObjectName | None = None
+    type: str | None = Field(default=None, min_length=1, max_length=253)
+    version: str | None = Field(default=None, min_length=1, max_length=63)
+
+    @model_validator(mode="after")
+    def _name_or_type(self) -> EventTypeRef:
+        if (self.name is None) == (self.type is None):
+            raise ValueError("refer to an EventType by name or by type (and version), not both")
+        if self.version is not None and self.type is None:
+            raise ValueError("version needs type")
+        return self
+
+
+class FilterRef(Model):
+    name: ObjectName
+
+
+class Correlation(Model):
+    """Pulls a correlation id out of each event, e.g. the dispatch id in a run name."""
+
+    path: JSONPath = Field(description="RFC 9535 JSONPath of the field to read.")
+    pattern: Regex | None = Field(
+        default=None,
+        description=(
+            "RE2 regex applied to the field; the group named 'id' (or the whole match) is the id."
+        ),
+    )
+
+
+class IdempotencyKey(Model):
+    """Where a caller's idempotency key is, when it is not a delivery id hookline knows."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            "has(self.header) != has(self.path)", "set exactly one of header or path"
+        )
+    )
+
+    header: HeaderName | None = None
+    path: JSONPath | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> IdempotencyKey:
+        if (self.header is None) == (self.path is None):
+            raise ValueError("set exactly one of header or path")
+        return self
+
+
+def _http_url(value: str, what: str = "url") -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"{what} {value!r} must be an http:// or https:// URL")
+    if not parts.hostname:
+        raise ValueError(f"{what} {value!r} has no host")
+    if parts.username or parts.password:
+        raise ValueError(f"{what} must not carry credentials; use headers or signing")
+    return value
+
+
+HttpURL = Annotated[str, AfterValidator(_http_url), Field(max_length=2048)]
+
+
+class ServiceRef(Model):
+    """An in-cluster Service, resolved to <name>.<namespace>.svc."""
+
+    name: LabelName
+    namespace: LabelName | None = Field(
+        default=None, description="Default: the Webhook's namespace."
+    )
+    port: int = Field(default=80, ge=1, le=65535)
+    path: str = Field(default="/", pattern=r"^/", max_length=1024)
+    scheme: Literal["http", "https"] = "http"
+
+
+class Signing(Model):
+    """How hookline signs what it sends, so the destination can trust it."""
+
+    scheme: Literal["standard-webhooks", "hmac-sha256"]
+    secret_ref: SecretKeyRef
+
+
+class Retry(Model):
+    """Backoff with full jitter until a delivery is maxAge old, or a schedule, or maxAttempts."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            "!(has(self.maxAttempts) && has(self.schedule))",
+            "maxAttempts and schedule are alternatives: set one",
+        )
+    )
+
+    initial_backoff: PositiveDuration = "1s"
+    multiplier: float = Field(default=2.0, ge=1.0, le=10.0)
+    max_backoff: PositiveDuration = "1h"
+    max_age: PositiveDuration = "72h"
+    max_attempts: int | None = Field(default=None, ge=1, le=1000)
+    schedule: list[PositiveDuration] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100,
+        description="Explicit delays between attempts, instead of exponential backoff.",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Retry:
+        if self.max_attempts is not None and self.schedule is not None:
+            raise ValueError("maxAttempts and schedule are alternatives: set one")
+        if parse_duration(self.initial_backoff) > parse_duration(self.max_backoff):
+            raise ValueError(
+                f"initialBackoff {self.initial_backoff} is longer than "
+                f"maxBackoff {self.max_backoff}"
+            )
+        return self
+
+
+class Destination(Model):
+    """Where accepted events go."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            "has(self.url) != has(self.service)", "set exactly one of url or service"
+        )
+    )
+
+    name: LabelName
+    url: HttpURL | None = None
+    service: ServiceRef | None = None
+    event_types: list[ObjectName] = Field(
+        default_factory=list,
+        max_length=100,
+        description="Only events of these EventTypes (by name) go here; empty: all.",
+    )
+    format: Literal["raw", "cloudevents", "envelope"] = "raw"
+    cloud_events_mode: Literal["binary", "structured"] = "binary"
+    timeout: PositiveDuration = "10s"
+    headers: dict[HeaderName, str] = Field(
+        default_factory=dict, description="Headers added to each request."
+    )
+    signing: Signing | None = None
+    retry: Retry = Field(default_factory=Retry)
+
+    @model_validator(mode="after")
+    def _url_or_service(self) -> Destination:
+        if (self.url is None) == (self.service is None):
+            raise ValueError("set exactly one of url or service")
+        return self
+
+
+class Limits(Model):
+    max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=1, le=MAX_BODY_BYTES_CEILING)
+    requests_per_second: float | None = Field(
+        default=None,
+        gt=0,
+        le=100000,
+        description="Per-Webhook rate limit; unset: no limit (GitHub does not retry a 429).",
+    )
+    burst: int | None = Field(
+        default=None, ge=1, le=1000000, description="Default: 2 x requestsPerSecond."
+    )
+    source_cidrs: list[CIDR] = Field(
+        default_factory=list,
+        alias="sourceCIDRs",
+        max_length=1000,
+        description="Callers allowed by source address; empty: any.",
+    )
+
+    @model_validator(mode="after")
+    def _burst_needs_rate(self) -> Limits:
+        if self.burst is not None and self.requests_per_second is None:
+            raise ValueError("burst needs requestsPerSecond")
+        return self
+
+
+_PATH_SEGMENT = r"[A-Za-z0-9._~-]+"
+WEBHOOK_PATH_PATTERN = rf"^{_PATH_SEGMENT}(/{_PATH_SEGMENT})*$"
+
+
+def _check_path(value: str) -> str:
+    if value.startswith("/"):
+        raise ValueError(f"path {value!r} must not start with '/': it is relative to /hooks/")
+    if not re.match(WEBHOOK_PATH_PATTERN, value):
+        raise ValueError(
+            f"path {value!r} may hold only letters, digits, '.', '_', '~', '-' and '/' "
+            "between non-empty segments"
+        )
+    if any(segment in (".", "..") for segment in value.split("/")):
+        raise ValueError(f"path {value!r} must not contain '.' or '..' segments")
+    return value
+
+
+WebhookPath = Annotated[
+    str,
+    AfterValidator(_check_path),
+    Field(max_length=512, json_schema_extra={"pattern": WEBHOOK_PATH_PATTERN}),
+]
+
+
+class WebhookSpec(Model):
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            "!has(self.github) || self.auth.type == 'github'",
+            "a managed GitHub hook needs auth.type github",
+        )
+    )
+
+    path: WebhookPath | None = Field(
+        default=None, description="Served at /hooks/<path>. Default: <namespace>/<name>."
+    )
+    auth: WebhookAuth
+    github: GitHubHook | None = None
+    event_types: list[EventTypeRef] = Field(
+        default_factory=list, max_length=200, description="Allowed event types; empty allows any."
+    )
+    unknown_event_types: Literal["accept", "reject"] = Field(
+        default="accept", description="What a delivery of no known type gets."
+    )
+    filters: list[FilterRef] = Field(
+        default_factory=list, max_length=50, description="EventFilters that must all match."
+    )
+    correlation: Correlation | None = None
+    idempotency_key: IdempotencyKey | None = None
+    destinations: list[Destination] = Field(
+        default_factory=list,
+        max_length=50,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    priority: Literal["low", "normal", "high", "critical"] = "normal"
+    limits: Limits = Field(default_factory=Limits)
+    retention: PositiveDuration = Field(default="720h", description="How long deliveries are kept.")
+
+    @field_validator("destinations")
+    @classmethod
+    def _unique_destination_names(cls, destinations: list[Destination]) -> list[Destination]:
+        seen: set[str] = set()
+        for dest in destinations:
+            if dest.name in seen:
+                raise ValueError(f"name {dest.name!r} is used twice")
+            seen.add(dest.name)
+        return destinations
+
+    @model_validator(mode="after")
+    def _consistent(self) -> WebhookSpec:
+        if self.github is not None and self.auth.type is not AuthType.GITHUB:
+            raise ValueError(
+                "github: a managed GitHub hook signs with X-Hub-Signature-256, so auth.type "
+                f"must be github, not {self.auth.type.value}"
+            )
+        return self
+
+
+class GitHubStatus(Model):
+    hook_id: int | None = Field(default=None, alias="hookID")
+    url: str | None = None
+    last_ping_at: datetime | None = None
+
+
+class DeliveryCounts(Model):
+    received: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    filtered: int = 0
+    delivered: int = 0
+    failed: int = 0
+    dead_lettered: int = 0
+    last_received_at: datetime | None = None
+    last_delivery_id: str | None = Field(default=None, alias="lastDeliveryID")
+    last_error: str | None = None
+
+
+class ReplayStatus(Model):
+    request: str
+    count: int = 0
+    time: datetime
+    message: str = ""
+
+
+class WebhookStatus(Model):
+    url: str | None = None
+    observed_generation: int | None = None
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
+    github: GitHubStatus | None = None
+    deliveries: DeliveryCounts | None = None
+    last_replay: ReplayStatus | None = None
+
+
+class Webhook(Resource):
+    kind: Literal["Webhook"] = "Webhook"
+    spec: WebhookSpec
+    status: WebhookStatus | None = None
+
+    @property
+    def path(self) -> str:
+        return self.spec.path or f"{self.metadata.namespace or 'default'}/{self.metadata.name}"
+
+    @property
+    def retention_seconds(self) -> float:
+        return parse_duration(self.spec.retention).total_seconds()
