@@ -83,6 +83,49 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 1 if errors else 0
 
 
+def cmd_receiver(args: argparse.Namespace) -> int:
+    import asyncio
+    import ipaddress
+    import logging
+
+    from .receiver.server import manifests_loader, serve
+    from .receiver.state import Settings
+
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    directory = Path(args.manifests)
+    if not directory.exists():
+        print(f"hookline receiver: --manifests {directory}: no such directory", file=sys.stderr)
+        return 2
+    try:
+        proxies = tuple(ipaddress.ip_network(c) for c in args.trusted_proxy)
+    except ValueError as exc:
+        print(f"hookline receiver: --trusted-proxy: {exc}", file=sys.stderr)
+        return 2
+    settings = Settings(
+        store_url=args.store,
+        load_config=manifests_loader(directory),
+        trusted_proxies=proxies,
+        purge_interval=args.purge_interval,
+    )
+    try:
+        asyncio.run(
+            serve(
+                settings,
+                host=args.host,
+                port=args.port,
+                admin_host=args.admin_host or args.host,
+                admin_port=args.admin_port,
+            )
+        )
+    except (OSError, ValueError) as exc:
+        print(f"hookline receiver: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hookline", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -96,6 +139,30 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("paths", nargs="+", help="files or directories of YAML manifests")
     validate.add_argument("--print", action="store_true", help="print them with defaults filled")
     validate.set_defaults(func=cmd_validate)
+
+    receiver = sub.add_parser("receiver", help="run the receiver on manifests (standalone)")
+    receiver.add_argument("--manifests", required=True, help="directory of manifests + Secrets")
+    receiver.add_argument(
+        "--store",
+        default="sqlite:///hookline.db",
+        help="sqlite:///path.db (default: hookline.db here) or postgresql://...",
+    )
+    receiver.add_argument("--host", default="127.0.0.1", help="ingest address")
+    receiver.add_argument("--port", type=int, default=8080, help="ingest port")
+    receiver.add_argument("--admin-host", help="admin API address (default: --host)")
+    receiver.add_argument("--admin-port", type=int, default=8081, help="admin API port")
+    receiver.add_argument(
+        "--trusted-proxy",
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help="believe X-Forwarded-For from these proxies (repeatable)",
+    )
+    receiver.add_argument(
+        "--purge-interval", type=float, default=300.0, help="seconds between retention purges"
+    )
+    receiver.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+    receiver.set_defaults(func=cmd_receiver)
     return parser
 
 

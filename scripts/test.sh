@@ -3,6 +3,7 @@
 # (slow-marked soak and crash runs included). Extra arguments go to pytest.
 set -euo pipefail
 source "$(dirname "$0")/venv.sh"
+source scripts/postgres.sh  # a throwaway PostgreSQL when none answers (never skip)
 echo "== ruff";   ruff check . && ruff format --check .
 echo "== mypy";   mypy hookline tests
 echo "== crds";   hookline crds --check

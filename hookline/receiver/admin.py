@@ -1,0 +1,174 @@
+"""The admin API (its own port, never the ingest port): delivery history, stats,
+health and metrics. Described by the OpenAPI document in openapi.py."""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from ..store.base import STATUSES, DeliveryQuery, DeliveryRecord, StoreUnavailable
+from .config import describe
+from .openapi import OPENAPI
+from .responses import problem
+from .state import INGEST_APP, STATE, ReceiverState
+
+MAX_LIMIT = 500
+
+
+def _state(request: web.Request) -> ReceiverState:
+    return request.app[INGEST_APP][STATE]
+
+
+def _time(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value is not None else None
+
+
+def summary(record: DeliveryRecord) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "webhook": record.webhook,
+        "status": record.status,
+        "httpStatus": record.http_status,
+        "reason": record.reason,
+        "message": record.message,
+        "eventType": record.event_type,
+        "receivedAt": _time(record.received_at),
+        "sourceIP": record.source_ip,
+        "dedupKey": record.dedup_key,
+    }
+
+
+def detail(record: DeliveryRecord) -> dict[str, Any]:
+    out = summary(record)
+    body: str | None = None
+    encoding = None
+    if record.body is not None:
+        try:
+            body, encoding = record.body.decode("utf-8"), "utf-8"
+        except UnicodeDecodeError:
+            body, encoding = base64.b64encode(record.body).decode(), "base64"
+    out.update(
+        userAgent=record.user_agent,
+        headers=record.headers,
+        body=body,
+        bodyEncoding=encoding,
+        bodyKept=record.body is not None,
+        processingMs=round(record.processing_ms, 3),
+        expiresAt=_time(record.expires_at),
+    )
+    return out
+
+
+class BadQuery(ValueError):
+    pass
+
+
+def _parse_time(name: str, value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadQuery(f"{name}={value!r} is not an RFC 3339 time") from None
+    if parsed.tzinfo is None:
+        raise BadQuery(f"{name}={value!r} needs a time zone (e.g. Z)")
+    return parsed
+
+
+def parse_query(params: Any) -> DeliveryQuery:
+    status = params.get("status") or None
+    if status is not None and status not in STATUSES:
+        raise BadQuery(f"status={status!r}: use one of {', '.join(STATUSES)}")
+    webhook = params.get("webhook") or None
+    if webhook is not None and webhook.count("/") != 1:
+        raise BadQuery(f"webhook={webhook!r}: use <namespace>/<name>")
+    raw_limit = params.get("limit", "50")
+    try:
+        limit = int(raw_limit)
+    except ValueError:
+        raise BadQuery(f"limit={raw_limit!r} is not a number") from None
+    if not 1 <= limit <= MAX_LIMIT:
+        raise BadQuery(f"limit must be between 1 and {MAX_LIMIT}")
+    return DeliveryQuery(
+        webhook=webhook,
+        status=status,
+        event_type=params.get("eventType") or None,
+        since=_parse_time("since", params.get("since")),
+        until=_parse_time("until", params.get("until")),
+        q=params.get("q") or None,
+        limit=limit,
+        cursor=params.get("cursor") or None,
+    )
+
+
+async def list_deliveries(request: web.Request) -> web.Response:
+    try:
+        query = parse_query(request.query)
+        items, cursor = await _state(request).store.list(query)
+    except BadQuery as exc:
+        return problem(400, "bad_query", str(exc))
+    except ValueError as exc:  # a cursor the store did not hand out
+        return problem(400, "bad_cursor", str(exc))
+    except StoreUnavailable as exc:
+        return problem(503, "store_unavailable", str(exc))
+    return web.json_response({"items": [summary(r) for r in items], "next": cursor})
+
+
+async def get_delivery(request: web.Request) -> web.Response:
+    delivery_id = request.match_info["id"]
+    try:
+        record = await _state(request).store.get(delivery_id)
+    except StoreUnavailable as exc:
+        return problem(503, "store_unavailable", str(exc))
+    if record is None:
+        return problem(404, "delivery_not_found", f"no delivery {delivery_id!r} is kept")
+    return web.json_response(detail(record))
+
+
+async def stats(request: web.Request) -> web.Response:
+    state = _state(request)
+    try:
+        counters = await state.store.counters()
+    except StoreUnavailable as exc:
+        return problem(503, "store_unavailable", str(exc))
+    webhooks = {
+        key: {
+            "received": c.received,
+            "accepted": c.accepted,
+            "rejected": c.rejected,
+            "filtered": c.filtered,
+            "lastReceivedAt": _time(c.last_received_at),
+            "lastDeliveryID": c.last_delivery_id,
+            "lastError": c.last_error,
+        }
+        for key, c in sorted(counters.items())
+    }
+    return web.json_response(
+        {"webhooks": webhooks, "config": describe(state.config), "loadedAt": _time(state.loaded_at)}
+    )
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    state = _state(request)
+    try:
+        await state.store.ping()
+    except StoreUnavailable as exc:
+        return problem(503, "store_unavailable", str(exc))
+    return web.json_response({"status": "ready", "configVersion": state.config.version})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = generate_latest(_state(request).metrics.registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(OPENAPI)

@@ -1,0 +1,113 @@
+"""The receiver's two aiohttp applications: ingest (POST /hooks/...) and admin.
+
+`create_app()` builds the ingest app; its cleanup contexts own the store, the first
+configuration load and the retention purge. `create_admin_app()` serves the admin API
+on its own port and reads the ingest app's state, so the two share one store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from aiohttp import web
+
+from ..store import open_store
+from ..store.base import StoreUnavailable
+from .config import INVALID_MANIFEST, describe
+from .responses import problem
+from .routes import setup_admin_routes, setup_ingest_routes
+from .state import INGEST_APP, SETTINGS, STATE, ReceiverState, Settings
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every error body is JSON with a stable code, including aiohttp's own 404/405."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = exc.reason.lower().replace(" ", "_")
+        return problem(exc.status, code, f"{exc.reason}: {request.method} {request.path}")
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return problem(500, "internal_error", "the receiver failed on this request; see its log")
+
+
+async def store_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    store = open_store(settings.store_url)
+    await store.open()
+    config = await settings.load_config()
+    state = ReceiverState(settings=settings, store=store, config=config)
+    state.swap(config)
+    app[STATE] = state
+    log.info("serving %s", describe(config))
+    for item in config.problems:
+        log.warning("not served: %s: %s: %s", item.webhook or "-", item.reason, item.message)
+    yield
+    # aiohttp has finished in-flight requests by now; close() commits what is queued.
+    await store.close()
+
+
+async def purge_loop(state: ReceiverState) -> None:
+    """Delete records past their Webhook's retention, every purge_interval seconds."""
+    while True:
+        await asyncio.sleep(state.settings.purge_interval)
+        try:
+            purged = await state.store.purge_expired(state.now())
+        except StoreUnavailable as exc:
+            log.warning("retention purge failed, will retry: %s", exc)
+            continue
+        state.metrics.purged.inc(purged)
+        if purged:
+            log.info("purged %d deliveries past their retention", purged)
+
+
+async def purge_ctx(app: web.Application) -> AsyncIterator[None]:
+    task = asyncio.create_task(purge_loop(app[STATE]))
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def reload_config(app: web.Application) -> None:
+    """Load the configuration again and swap it in; on failure keep serving the old."""
+    state = app[STATE]
+    try:
+        config = await state.settings.load_config()
+    except Exception:
+        log.exception("configuration reload failed; still serving version %s", state.config.version)
+        return
+    invalid = [p for p in config.problems if p.reason == INVALID_MANIFEST]
+    if invalid:
+        for item in invalid:
+            log.error("reload refused: %s", item.message)
+        log.error("still serving configuration version %s", state.config.version)
+        return
+    state.swap(config)
+    log.info("reloaded: %s", describe(config))
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(middlewares=[json_errors])
+    app[SETTINGS] = settings
+    app.cleanup_ctx.append(store_ctx)
+    app.cleanup_ctx.append(purge_ctx)
+    setup_ingest_routes(app)
+    return app
+
+
+def create_admin_app(ingest_app: web.Application) -> web.Application:
+    app = web.Application(middlewares=[json_errors])
+    app[INGEST_APP] = ingest_app
+    setup_admin_routes(app)
+    return app

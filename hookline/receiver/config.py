@@ -1,0 +1,214 @@
+"""Compile resources into the receiver's routing table.
+
+"Load resources → compile routes" is this one piece of code, used by the standalone
+receiver (manifests from a directory, issue 3) and the operator (resources from the
+cluster, issue 6), so both serve exactly the same thing for the same resources.
+A Webhook that cannot be served (a missing Secret, a path another Webhook already
+holds) is left out and listed in `problems` with the reason, never served half-built.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import jsonpath_rfc9535
+
+from ..api import EventFilter, EventType, Webhook
+from ..api.common import compile_jsonpath
+from ..api.manifests import ManifestSet
+from ..api.references import missing_references
+from ..api.webhook import AuthType
+from .auth import Verifier, build_verifier, credential_headers
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+# The sender's own delivery id, when the Webhook names no idempotencyKey (issue 3).
+DEFAULT_DEDUP_HEADERS = {
+    AuthType.GITHUB: "X-GitHub-Delivery",
+    AuthType.STANDARD_WEBHOOKS: "webhook-id",
+}
+MISSING_SECRET_REF = "SecretRefRequired"
+PATH_CONFLICT = "PathConflict"
+BAD_SECRET = "SecretInvalid"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Why a Webhook is not served; `reason` is a condition reason (CamelCase)."""
+
+    webhook: str
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Route:
+    """Everything the ingest path needs for one Webhook, precomputed."""
+
+    key: str  # <namespace>/<name>
+    path: str  # served at /hooks/<path>
+    webhook: Webhook
+    verifier: Verifier
+    sensitive_headers: frozenset[str]
+    max_body_bytes: int
+    source_networks: tuple[IPNetwork, ...]
+    rate: float | None
+    burst: int
+    dedup_header: str | None
+    dedup_path: jsonpath_rfc9535.JSONPathQuery | None
+    retention_seconds: float
+    requires_json: bool
+    # A digest of everything above but secrets' values, so limiter state survives a
+    # reload that did not change the route.
+    fingerprint: str = ""
+
+
+@dataclass(frozen=True)
+class ReceiverConfig:
+    routes: dict[str, Route] = field(default_factory=dict)  # by path
+    problems: list[Problem] = field(default_factory=list)
+    # Digest of the whole configuration: what /readyz and the operator report.
+    version: str = ""
+
+    def route_for(self, webhook_key: str) -> Route | None:
+        return next((r for r in self.routes.values() if r.key == webhook_key), None)
+
+
+# (namespace, name) -> key -> value
+Secrets = Mapping[tuple[str, str], Mapping[str, bytes]]
+
+
+def auth_secrets(webhook: Webhook, secrets: Secrets) -> list[bytes]:
+    """The secrets callers may authenticate with (one; two during a rotation, issue 6)."""
+    ref = webhook.spec.auth.secret_ref
+    if ref is None:
+        return []
+    data = secrets.get((webhook.metadata.namespace or "default", ref.name), {})
+    return [data[ref.key]] if ref.key in data else []
+
+
+def _route(webhook: Webhook, secrets: Secrets) -> Route:
+    spec = webhook.spec
+    verifier = build_verifier(spec.auth, auth_secrets(webhook, secrets))
+    limits = spec.limits
+    rate = limits.requests_per_second
+    burst = limits.burst or (max(1, int(rate * 2)) if rate else 0)
+    dedup_header = None
+    dedup_path = None
+    if spec.idempotency_key is not None:
+        dedup_header = spec.idempotency_key.header
+        if spec.idempotency_key.path is not None:
+            dedup_path = compile_jsonpath(spec.idempotency_key.path)
+    else:
+        dedup_header = DEFAULT_DEDUP_HEADERS.get(spec.auth.type)
+    # The body must parse as JSON when something reads fields out of it (issue 4 adds
+    # event types and filters to this list).
+    requires_json = dedup_path is not None or spec.correlation is not None
+    fingerprint = hashlib.sha256(
+        json.dumps(webhook.spec.to_k8s(), sort_keys=True).encode()
+    ).hexdigest()[:16]
+    return Route(
+        key=webhook.key,
+        path=webhook.path,
+        webhook=webhook,
+        verifier=verifier,
+        sensitive_headers=credential_headers(spec.auth),
+        max_body_bytes=limits.max_body_bytes,
+        source_networks=tuple(ipaddress.ip_network(c) for c in limits.source_cidrs),
+        rate=rate,
+        burst=burst,
+        dedup_header=dedup_header,
+        dedup_path=dedup_path,
+        retention_seconds=webhook.retention_seconds,
+        requires_json=requires_json,
+        fingerprint=fingerprint,
+    )
+
+
+def compile_config(
+    webhooks: Iterable[Webhook],
+    filters: Iterable[EventFilter],
+    event_types: Iterable[EventType],
+    secrets: Secrets,
+) -> ReceiverConfig:
+    """Pure: the same resources and secrets always give the same configuration."""
+    filters = list(filters)
+    event_types = list(event_types)
+    routes: dict[str, Route] = {}
+    problems: list[Problem] = []
+    for webhook in sorted(webhooks, key=lambda w: w.key):
+        ns = webhook.metadata.namespace or "default"
+        missing = missing_references(
+            webhook,
+            filters={f.metadata.name for f in filters if f.metadata.namespace == ns},
+            event_types=[t for t in event_types if t.metadata.namespace == ns],
+            secrets={name: set(data) for (sns, name), data in secrets.items() if sns == ns},
+        )
+        if missing:
+            problems += [Problem(webhook.key, m.reason, m.message) for m in missing]
+            continue
+        if webhook.spec.auth.needs_secret and webhook.spec.auth.secret_ref is None:
+            problems.append(
+                Problem(
+                    webhook.key,
+                    MISSING_SECRET_REF,
+                    "spec.auth.secretRef is required here: only the operator generates secrets",
+                )
+            )
+            continue
+        holder = routes.get(webhook.path)
+        if holder is not None:
+            problems.append(
+                Problem(
+                    webhook.key,
+                    PATH_CONFLICT,
+                    f"path {webhook.path!r} is already served for Webhook {holder.key}",
+                )
+            )
+            continue
+        try:
+            routes[webhook.path] = _route(webhook, secrets)
+        except ValueError as exc:
+            problems.append(Problem(webhook.key, BAD_SECRET, str(exc)))
+    version = hashlib.sha256(
+        json.dumps(
+            sorted(
+                (path, route.fingerprint, _secret_digest(route, secrets))
+                for path, route in routes.items()
+            )
+        ).encode()
+    ).hexdigest()[:16]
+    return ReceiverConfig(routes=routes, problems=problems, version=version)
+
+
+def _secret_digest(route: Route, secrets: Secrets) -> str:
+    # Part of the version, so a rotated secret is a new configuration; a digest, so the
+    # version reveals nothing of the secret.
+    return hashlib.sha256(b"\0".join(auth_secrets(route.webhook, secrets))).hexdigest()[:16]
+
+
+INVALID_MANIFEST = "InvalidManifest"
+
+
+def config_from_manifests(manifests: ManifestSet) -> ReceiverConfig:
+    """The standalone receiver's configuration; documents that do not parse are listed
+    as problems and the rest is served, so one typo does not take every Webhook down."""
+    config = compile_config(
+        manifests.webhooks, manifests.filters, manifests.event_types, manifests.secrets
+    )
+    invalid = [Problem("", INVALID_MANIFEST, line) for line in manifests.errors]
+    return ReceiverConfig(config.routes, invalid + config.problems, config.version)
+
+
+def describe(config: ReceiverConfig) -> dict[str, Any]:
+    """A secret-free summary for logs and the admin API."""
+    return {
+        "version": config.version,
+        "routes": {path: route.key for path, route in sorted(config.routes.items())},
+        "problems": [p.__dict__ for p in config.problems],
+    }

@@ -1,0 +1,255 @@
+"""POST /hooks/<path>: the ingest pipeline, in the order issue 3 fixes.
+
+route → source CIDR → rate limit → body size → authenticate → (JSON) → deduplicate →
+(event types and filters: issue 4) → durable commit → answer.
+
+Every request that reaches a route leaves a record, accepted or not; a 2xx is sent only
+after the accepted record is committed, and a store that cannot commit gets the sender
+a 503, so a sender never believes in a delivery hookline does not have.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from aiohttp import web
+
+from ..api.webhook import AuthType
+from ..store.base import DeliveryRecord, DeliveryStatus, StoreUnavailable, new_delivery_id
+from .auth import AuthFailure, redact_headers
+from .config import Route
+from .limits import client_address, retry_after_seconds, source_allowed
+from .responses import problem
+from .state import STATE, ReceiverState
+
+log = logging.getLogger(__name__)
+
+READ_CHUNK = 64 * 1024
+# Challenges for 401s, as RFC 9110 asks of the schemes that have one.
+_CHALLENGES = {AuthType.BASIC: 'Basic realm="hookline"', AuthType.BEARER: 'Bearer realm="hookline"'}
+
+
+class Refusal(Exception):
+    """A request refused with an HTTP status, a stable code and a message."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        keep_body: bool = True,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.keep_body = keep_body
+        self.headers = headers or {}
+
+
+@dataclass
+class Delivery:
+    """One request on its way through the pipeline."""
+
+    route: Route
+    request: web.Request
+    started: float
+    source_ip: str = ""
+    body: bytes | None = None
+    payload: Any = None
+    dedup_key: str | None = None
+    event_type: str | None = None
+    extra_headers: dict[str, str] = field(default_factory=dict)
+
+
+async def read_body(request: web.Request, limit: int) -> bytes | None:
+    """The body, or None once it is longer than `limit` (reading stops there)."""
+    if request.content_length is not None and request.content_length > limit:
+        return None
+    chunks = []
+    size = 0
+    async for chunk in request.content.iter_chunked(READ_CHUNK):
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _is_json_type(content_type: str) -> bool:
+    return content_type == "application/json" or content_type.endswith("+json")
+
+
+async def admit(state: ReceiverState, delivery: Delivery) -> None:
+    """Every check before the commit; raises Refusal."""
+    route, request = delivery.route, delivery.request
+    if request.method != "POST":
+        raise Refusal(
+            405,
+            "method_not_allowed",
+            f"use POST, not {request.method}",
+            keep_body=False,
+            headers={"Allow": "POST"},
+        )
+    if not source_allowed(delivery.source_ip, route.source_networks):
+        raise Refusal(
+            403,
+            "source_not_allowed",
+            f"source address {delivery.source_ip} is not in this Webhook's allowed sourceCIDRs",
+            keep_body=False,
+        )
+    wait = state.limiter.check(route)
+    if wait:
+        seconds = retry_after_seconds(wait)
+        raise Refusal(
+            429,
+            "rate_limited",
+            f"more than {route.rate:g} requests per second; retry in {seconds}s",
+            keep_body=False,
+            headers={"Retry-After": str(seconds)},
+        )
+    delivery.body = await read_body(request, route.max_body_bytes)
+    if delivery.body is None:
+        raise Refusal(
+            413,
+            "payload_too_large",
+            f"the body is larger than this Webhook's limit of {route.max_body_bytes} bytes",
+            keep_body=False,
+            headers={"Connection": "close"},
+        )
+    try:
+        route.verifier.verify(request.headers, delivery.body, state.settings.wall_clock())
+    except AuthFailure as failure:
+        challenge = _CHALLENGES.get(route.webhook.spec.auth.type)
+        raise Refusal(
+            401,
+            failure.code,
+            failure.message,
+            headers={"WWW-Authenticate": challenge} if challenge else None,
+        ) from None
+    if route.requires_json:
+        if not _is_json_type(request.content_type):
+            raise Refusal(
+                415,
+                "unsupported_media_type",
+                f"this Webhook needs a JSON body (Content-Type: application/json), "
+                f"not {request.content_type or 'no Content-Type'}",
+            )
+        try:
+            delivery.payload = json.loads(delivery.body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise Refusal(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
+    delivery.dedup_key = dedup_key(route, request, delivery.payload)
+
+
+def dedup_key(route: Route, request: web.Request, payload: Any) -> str | None:
+    if route.dedup_header is not None:
+        return request.headers.get(route.dedup_header) or None
+    if route.dedup_path is not None:
+        node = route.dedup_path.find_one(payload)
+        if node is not None and isinstance(node.value, str | int) and node.value != "":
+            return str(node.value)
+    return None
+
+
+def _record(
+    state: ReceiverState,
+    delivery: Delivery,
+    status: DeliveryStatus,
+    http_status: int,
+    *,
+    reason: str = "",
+    message: str = "",
+    keep_body: bool = True,
+) -> DeliveryRecord:
+    route, request = delivery.route, delivery.request
+    received_at = state.now()
+    return DeliveryRecord(
+        id=new_delivery_id(received_at.timestamp()),
+        webhook=route.key,
+        received_at=received_at,
+        status=status,
+        http_status=http_status,
+        reason=reason,
+        message=message,
+        event_type=delivery.event_type,
+        source_ip=delivery.source_ip,
+        user_agent=request.headers.get("User-Agent", ""),
+        headers=redact_headers(request.headers, route.sensitive_headers),
+        body=delivery.body if keep_body else None,
+        processing_ms=(time.perf_counter() - delivery.started) * 1000,
+        dedup_key=delivery.dedup_key if status != "rejected" else None,
+        expires_at=received_at + timedelta(seconds=route.retention_seconds),
+    )
+
+
+async def _refuse(state: ReceiverState, delivery: Delivery, refusal: Refusal) -> web.Response:
+    record = _record(
+        state,
+        delivery,
+        "rejected",
+        refusal.status,
+        reason=refusal.code,
+        message=refusal.message,
+        keep_body=refusal.keep_body,
+    )
+    try:
+        await state.store.record(record)
+    except StoreUnavailable as exc:
+        # The caller is refused either way; losing the record of a refusal loses no
+        # event, so answer with the refusal and count the miss.
+        state.metrics.store_errors.labels(delivery.route.key).inc()
+        log.warning("could not record refusal of %s: %s", delivery.route.key, exc)
+    state.metrics.requests.labels(delivery.route.key, "rejected", refusal.code).inc()
+    return problem(
+        refusal.status,
+        refusal.code,
+        refusal.message,
+        delivery_id=record.id,
+        headers=refusal.headers,
+    )
+
+
+async def receive(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE]
+    started = time.perf_counter()
+    path = request.match_info["path"]
+    route = state.config.routes.get(path)
+    if route is None:
+        state.metrics.unrouted.inc()
+        return problem(404, "unknown_webhook", f"no Webhook is served at /hooks/{path}")
+    delivery = Delivery(route=route, request=request, started=started)
+    delivery.source_ip = client_address(
+        request.remote, request.headers.get("X-Forwarded-For"), state.settings.trusted_proxies
+    )
+    try:
+        await admit(state, delivery)
+    except Refusal as refusal:
+        return await _refuse(state, delivery, refusal)
+    record = _record(state, delivery, "accepted", 202)
+    try:
+        result = await state.store.record(record)
+    except StoreUnavailable as exc:
+        state.metrics.store_errors.labels(route.key).inc()
+        state.metrics.requests.labels(route.key, "unavailable", "store_unavailable").inc()
+        log.error("store cannot commit a delivery to %s: %s", route.key, exc)
+        # Never a 2xx for what is not durable: the sender keeps it and retries.
+        return problem(
+            503,
+            "store_unavailable",
+            "the delivery could not be stored; retry later",
+            headers={"Retry-After": "5"},
+        )
+    state.metrics.ingest_seconds.labels(route.key).observe(time.perf_counter() - started)
+    if result.duplicate:
+        state.metrics.requests.labels(route.key, "duplicate", "duplicate").inc()
+        return web.json_response({"deliveryId": result.id, "duplicate": True}, status=200)
+    state.metrics.requests.labels(route.key, "accepted", "").inc()
+    return web.json_response({"deliveryId": result.id}, status=202)

@@ -1,0 +1,23 @@
+"""URL tables of the two apps, apart from their handlers (as in aiohttp's polls demo)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from . import admin, ingest
+
+
+def setup_ingest_routes(app: web.Application) -> None:
+    # Any method reaches the handler, which records a 405 for what is not POST: a GET
+    # on a Webhook's URL is a request that reached its route (DESIGN.md).
+    app.router.add_route("*", "/hooks/{path:.+}", ingest.receive, name="hook")
+
+
+def setup_admin_routes(app: web.Application) -> None:
+    app.router.add_get("/api/v1/deliveries", admin.list_deliveries, name="deliveries")
+    app.router.add_get("/api/v1/deliveries/{id}", admin.get_delivery, name="delivery")
+    app.router.add_get("/api/v1/stats", admin.stats, name="stats")
+    app.router.add_get("/api/v1/openapi.json", admin.openapi, name="openapi")
+    app.router.add_get("/healthz", admin.healthz, name="healthz")
+    app.router.add_get("/readyz", admin.readyz, name="readyz")
+    app.router.add_get("/metrics", admin.metrics, name="metrics")

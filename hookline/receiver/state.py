@@ -1,0 +1,62 @@
+"""What the receiver's handlers share, and the typed app keys they reach it by."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from aiohttp import web
+
+from ..store.base import Store
+from .config import IPNetwork, ReceiverConfig
+from .limits import Clock, RateLimiter
+from .metrics import Metrics
+
+ConfigLoader = Callable[[], Awaitable[ReceiverConfig]]
+
+
+@dataclass
+class Settings:
+    """How one receiver process runs; built by the CLI, or by tests."""
+
+    store_url: str
+    load_config: ConfigLoader
+    trusted_proxies: tuple[IPNetwork, ...] = ()
+    purge_interval: float = 300.0
+    # Injected so tests control time: wall clock for timestamps and tolerances,
+    # monotonic clock for rate limits.
+    wall_clock: Clock = time.time
+    monotonic: Clock = time.monotonic
+
+
+@dataclass
+class ReceiverState:
+    settings: Settings
+    store: Store
+    config: ReceiverConfig
+    metrics: Metrics = field(default_factory=Metrics)
+    limiter: RateLimiter = field(init=False)
+    loaded_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        self.limiter = RateLimiter(self.settings.monotonic)
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.settings.wall_clock(), UTC)
+
+    def swap(self, config: ReceiverConfig) -> None:
+        """Serve `config` from the next request on; requests in flight finish on the
+        route they started with (each handler holds its own reference)."""
+        self.config = config
+        self.loaded_at = self.now()
+        self.limiter.forget_except(route.key for route in config.routes.values())
+        self.metrics.routes.set(len(config.routes))
+        self.metrics.config_problems.set(len(config.problems))
+
+
+SETTINGS = web.AppKey("settings", Settings)
+STATE = web.AppKey("state", ReceiverState)
+# The admin app reads the ingest app's state: they are separate apps on separate ports.
+INGEST_APP = web.AppKey("ingest_app", web.Application)

@@ -1,0 +1,223 @@
+"""The delivery log's interface, shared by the SQLite and PostgreSQL stores.
+
+Every request that reaches a route leaves a `DeliveryRecord` (DESIGN: "the path of one
+webhook"). `Store.record()` returns only once the record is committed durably, so the
+receiver can answer 2xx after it and never before; concurrent calls are batched into
+one transaction (group commit) so durability does not cost one transaction each.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Literal
+
+DeliveryStatus = Literal["accepted", "rejected", "filtered"]
+STATUSES: tuple[DeliveryStatus, ...] = ("accepted", "rejected", "filtered")
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+_last_id = (0, 0)  # (milliseconds, random part) of the id handed out last
+
+
+def new_delivery_id(now: float | None = None) -> str:
+    """A monotonic ULID: 48-bit millisecond time + 80 random bits, Crockford base32.
+
+    Sortable by time, so ids read in the order deliveries arrived, and unique across
+    receiver replicas without coordination. Within one process ids strictly increase,
+    even for deliveries stamped with the same millisecond (the ULID spec's monotonic
+    mode), so newest-first listings keep arrival order.
+    """
+    global _last_id
+    millis = int((time.time() if now is None else now) * 1000)
+    last_millis, last_random = _last_id
+    if millis <= last_millis:
+        millis, random_part = last_millis, last_random + 1
+    else:
+        random_part = int.from_bytes(os.urandom(10), "big") >> 1  # room to count up
+    _last_id = (millis, random_part)
+    value = (millis << 80) | random_part
+    chars = []
+    for _ in range(26):
+        chars.append(_CROCKFORD[value & 31])
+        value >>= 5
+    return "".join(reversed(chars))
+
+
+@dataclass(frozen=True)
+class DeliveryRecord:
+    """One request that reached a route, accepted or not."""
+
+    id: str
+    webhook: str  # "<namespace>/<name>"
+    received_at: datetime  # timezone-aware, UTC
+    status: DeliveryStatus
+    http_status: int  # what the caller was answered
+    reason: str = ""  # stable error code ("bad_signature", ...); "" when accepted
+    message: str = ""  # what a human reads
+    event_type: str | None = None
+    source_ip: str = ""
+    user_agent: str = ""
+    headers: dict[str, str] = field(default_factory=dict)  # credentials already redacted
+    body: bytes | None = None  # None when not kept (413: the body was never read whole)
+    processing_ms: float = 0.0
+    # The sender's id for this delivery (X-GitHub-Delivery, webhook-id, idempotency
+    # key). Only accepted and filtered records hold one: a refused request must not
+    # make a later genuine delivery look like a duplicate.
+    dedup_key: str | None = None
+    # When the record may be purged: received_at + the Webhook's spec.retention.
+    expires_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class RecordResult:
+    """What `Store.record` did: stored `id`, or found `id` was stored before."""
+
+    id: str
+    duplicate: bool = False
+
+
+@dataclass(frozen=True)
+class DeliveryQuery:
+    webhook: str | None = None
+    status: DeliveryStatus | None = None
+    event_type: str | None = None
+    since: datetime | None = None  # inclusive
+    until: datetime | None = None  # exclusive
+    q: str | None = None  # substring of id, dedup key, reason, message or body
+    limit: int = 50
+    cursor: str | None = None  # from a previous page's `next`
+
+
+@dataclass
+class WebhookCounters:
+    """Counters kept per Webhook since the store was created (monotonic)."""
+
+    received: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    filtered: int = 0
+    last_received_at: datetime | None = None
+    last_delivery_id: str | None = None
+    last_error: str | None = None  # "<reason>: <message>" of the last refusal
+
+
+class StoreUnavailable(Exception):
+    """The store cannot commit or answer now; the receiver answers 503 (never a 2xx)."""
+
+
+def encode_cursor(received_at: datetime, delivery_id: str) -> str:
+    raw = f"{received_at.astimezone(UTC).isoformat()}|{delivery_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    """Raise ValueError for a cursor this store did not hand out."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        stamp, delivery_id = raw.split("|", 1)
+        return datetime.fromisoformat(stamp), delivery_id
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cursor {cursor!r} is not one this API handed out") from exc
+
+
+class Store(ABC):
+    """The delivery log. Implementations: SQLiteStore, PostgresStore."""
+
+    @abstractmethod
+    async def open(self) -> None:
+        """Connect and create the schema if missing (idempotent)."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Commit what is queued, then disconnect."""
+
+    @abstractmethod
+    async def record(self, record: DeliveryRecord) -> RecordResult:
+        """Store durably; returns after the commit. A record whose (webhook, dedup_key)
+        is already stored is not stored again: the result names the original id.
+        Raises StoreUnavailable when the commit fails."""
+
+    @abstractmethod
+    async def get(self, delivery_id: str) -> DeliveryRecord | None: ...
+
+    @abstractmethod
+    async def list(self, query: DeliveryQuery) -> tuple[list[DeliveryRecord], str | None]:
+        """Newest first; the second item is the cursor of the next page, or None."""
+
+    @abstractmethod
+    async def counters(self) -> dict[str, WebhookCounters]:
+        """Per-Webhook counters, kept up to date in the same transaction as the records."""
+
+    @abstractmethod
+    async def purge_expired(self, now: datetime) -> int:
+        """Delete records whose expires_at has passed; returns how many."""
+
+    @abstractmethod
+    async def ping(self) -> None:
+        """Raise StoreUnavailable unless the store answers now (for /readyz)."""
+
+
+# Helpers shared by the implementations (not part of the Store interface).
+
+MAX_PAGE = 500
+
+
+def as_utc(moment: datetime) -> datetime:
+    """`moment` in UTC. A naive datetime is refused: its zone would be a guess."""
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(f"datetime {moment.isoformat()} has no timezone")
+    return moment.astimezone(UTC)
+
+
+def page_limit(limit: int) -> int:
+    return max(1, min(MAX_PAGE, limit))
+
+
+@dataclass
+class CounterDelta:
+    """What one committed batch adds to one Webhook's counters."""
+
+    received: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    filtered: int = 0
+    last_received_at: datetime | None = None
+    last_delivery_id: str = ""
+    last_error_at: datetime | None = None
+    last_error_id: str = ""
+    last_error: str | None = None
+
+
+def counter_deltas(records: list[DeliveryRecord]) -> dict[str, CounterDelta]:
+    """Aggregate the stored (not duplicate) records of a batch per Webhook, so that a
+    batch costs one counter upsert per Webhook, not one per record. "Newest" is by
+    (received_at, id), the listing order."""
+    deltas: dict[str, CounterDelta] = {}
+    for record in records:
+        delta = deltas.setdefault(record.webhook, CounterDelta())
+        delta.received += 1
+        if record.status == "accepted":
+            delta.accepted += 1
+        elif record.status == "rejected":
+            delta.rejected += 1
+        else:
+            delta.filtered += 1
+        at = as_utc(record.received_at)
+        if delta.last_received_at is None or (at, record.id) > (
+            delta.last_received_at,
+            delta.last_delivery_id,
+        ):
+            delta.last_received_at, delta.last_delivery_id = at, record.id
+        if record.status == "rejected" and (
+            delta.last_error_at is None
+            or (at, record.id) > (delta.last_error_at, delta.last_error_id)
+        ):
+            delta.last_error_at, delta.last_error_id = at, record.id
+            delta.last_error = f"{record.reason}: {record.message}"
+    return deltas

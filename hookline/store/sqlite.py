@@ -1,0 +1,485 @@
+"""The embedded delivery store: one SQLite file in WAL mode (one receiver replica).
+
+The standard-library sqlite3 module blocks, so each connection lives on its own
+single-thread executor: the writer connection commits whole batches (one executor call
+per batch, so a transaction never interleaves with another), and a separate reader
+connection serves the admin API without waiting behind commits (WAL readers do not
+block the writer, nor the writer them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any, TypeVar, cast
+
+from hookline.store.base import (
+    DeliveryQuery,
+    DeliveryRecord,
+    DeliveryStatus,
+    RecordResult,
+    Store,
+    StoreUnavailable,
+    WebhookCounters,
+    as_utc,
+    counter_deltas,
+    decode_cursor,
+    encode_cursor,
+    page_limit,
+)
+from hookline.store.groupcommit import DEFAULT_MAX_BATCH, GroupCommitter
+
+T = TypeVar("T")
+
+SCHEMA_VERSION = 1
+
+# Each entry migrates from version i to i + 1. Statements are idempotent so that a
+# half-applied migration (impossible inside one transaction, but cheap insurance) heals.
+MIGRATIONS: list[list[str]] = [
+    [
+        """CREATE TABLE IF NOT EXISTS deliveries (
+            id TEXT NOT NULL PRIMARY KEY,
+            webhook TEXT NOT NULL,
+            received_at TEXT NOT NULL,  -- UTC, fixed width (see _ts): sorts as text
+            status TEXT NOT NULL CHECK (status IN ('accepted', 'rejected', 'filtered')),
+            http_status INTEGER NOT NULL,
+            reason TEXT NOT NULL DEFAULT '',
+            message TEXT NOT NULL DEFAULT '',
+            event_type TEXT,
+            source_ip TEXT NOT NULL DEFAULT '',
+            user_agent TEXT NOT NULL DEFAULT '',
+            headers TEXT NOT NULL DEFAULT '{}',  -- JSON object
+            body BLOB,
+            processing_ms REAL NOT NULL DEFAULT 0,
+            dedup_key TEXT,
+            expires_at TEXT
+        )""",
+        # Listing is newest first, optionally narrowed; each index ends in (received_at,
+        # id) so that keyset pagination is an index range scan.
+        "CREATE INDEX IF NOT EXISTS deliveries_newest ON deliveries (received_at, id)",
+        """CREATE INDEX IF NOT EXISTS deliveries_webhook_newest
+            ON deliveries (webhook, received_at, id)""",
+        """CREATE INDEX IF NOT EXISTS deliveries_webhook_status_newest
+            ON deliveries (webhook, status, received_at, id)""",
+        """CREATE INDEX IF NOT EXISTS deliveries_event_type_newest
+            ON deliveries (event_type, received_at, id)""",
+        # Deduplication is the database's job, not a read-then-write race in Python.
+        """CREATE UNIQUE INDEX IF NOT EXISTS deliveries_dedup
+            ON deliveries (webhook, dedup_key) WHERE dedup_key IS NOT NULL""",
+        """CREATE INDEX IF NOT EXISTS deliveries_expires
+            ON deliveries (expires_at) WHERE expires_at IS NOT NULL""",
+        """CREATE TABLE IF NOT EXISTS webhook_counters (
+            webhook TEXT NOT NULL PRIMARY KEY,
+            received INTEGER NOT NULL DEFAULT 0,
+            accepted INTEGER NOT NULL DEFAULT 0,
+            rejected INTEGER NOT NULL DEFAULT 0,
+            filtered INTEGER NOT NULL DEFAULT 0,
+            last_received_at TEXT,
+            last_delivery_id TEXT,
+            last_error_at TEXT,
+            last_error_id TEXT,
+            last_error TEXT
+        )""",
+    ],
+]
+
+COLUMNS = (
+    "id, webhook, received_at, status, http_status, reason, message, event_type, "
+    "source_ip, user_agent, headers, body, processing_ms, dedup_key, expires_at"
+)
+# Listing leaves the body out: a page of 500 records of 1 MiB each is not an index.
+LIST_COLUMNS = COLUMNS.replace("body", "NULL")
+
+INSERT = f"""INSERT INTO deliveries ({COLUMNS})
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    ON CONFLICT (webhook, dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING"""
+
+# Counters only move forward: a batch's "newest" replaces the stored one only if newer.
+UPSERT_COUNTERS = """INSERT INTO webhook_counters (webhook, received, accepted, rejected,
+        filtered, last_received_at, last_delivery_id, last_error_at, last_error_id,
+        last_error)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    ON CONFLICT (webhook) DO UPDATE SET
+        received = received + excluded.received,
+        accepted = accepted + excluded.accepted,
+        rejected = rejected + excluded.rejected,
+        filtered = filtered + excluded.filtered,
+        last_delivery_id = CASE WHEN last_received_at IS NULL
+            OR (excluded.last_received_at, excluded.last_delivery_id)
+               > (last_received_at, last_delivery_id)
+            THEN excluded.last_delivery_id ELSE last_delivery_id END,
+        last_received_at = CASE WHEN last_received_at IS NULL
+            OR (excluded.last_received_at, excluded.last_delivery_id)
+               > (last_received_at, last_delivery_id)
+            THEN excluded.last_received_at ELSE last_received_at END,
+        last_error = CASE WHEN excluded.last_error_at IS NOT NULL AND (last_error_at IS NULL
+            OR (excluded.last_error_at, excluded.last_error_id) > (last_error_at, last_error_id))
+            THEN excluded.last_error ELSE last_error END,
+        last_error_id = CASE WHEN excluded.last_error_at IS NOT NULL AND (last_error_at IS NULL
+            OR (excluded.last_error_at, excluded.last_error_id) > (last_error_at, last_error_id))
+            THEN excluded.last_error_id ELSE last_error_id END,
+        last_error_at = CASE WHEN excluded.last_error_at IS NOT NULL AND (last_error_at IS NULL
+            OR (excluded.last_error_at, excluded.last_error_id) > (last_error_at, last_error_id))
+            THEN excluded.last_error_at ELSE last_error_at END"""
+# (Every SET expression reads the old row, so their order above does not matter.)
+
+PURGE_CHUNK = 5000
+
+Row = tuple[Any, ...]
+Rows = list[Row]  # an alias: inside the class, `list` is the method
+
+
+class SQLiteStore(Store):
+    def __init__(
+        self,
+        path: str,
+        *,
+        busy_timeout_ms: int = 5000,
+        max_batch: int = DEFAULT_MAX_BATCH,
+    ) -> None:
+        if path in ("", ":memory:") or path.startswith("file::memory:"):
+            # The writer and the reader are two connections: they must share a file.
+            raise ValueError("SQLiteStore needs a file path, not an in-memory database")
+        self.path = path
+        self._busy_timeout_ms = busy_timeout_ms
+        self._max_batch = max_batch
+        self._writer_pool: ThreadPoolExecutor | None = None
+        self._reader_pool: ThreadPoolExecutor | None = None
+        self._writer: sqlite3.Connection | None = None
+        self._reader: sqlite3.Connection | None = None
+        self._committer: GroupCommitter[tuple[DeliveryRecord, Row], RecordResult] | None = None
+        self._batches_before = 0
+
+    @property
+    def committed_batches(self) -> int:
+        """Transactions committed by record() since open (group commit makes it small)."""
+        return self._committer.committed_batches if self._committer else self._batches_before
+
+    async def open(self) -> None:
+        if self._committer is not None:
+            return
+        self._writer_pool = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
+        self._reader_pool = ThreadPoolExecutor(1, thread_name_prefix="sqlite-reader")
+        try:
+            self._writer = await self._run(self._writer_pool, self._open_writer)
+            self._reader = await self._run(self._reader_pool, self._open_reader)
+        except (sqlite3.Error, OSError) as exc:
+            await self.close()
+            raise StoreUnavailable(f"cannot open SQLite database {self.path}: {exc}") from exc
+        self._committer = GroupCommitter(
+            self._commit_batch, max_batch=self._max_batch, name="sqlite-group-commit"
+        )
+        self._committer.start()
+
+    async def close(self) -> None:
+        committer, self._committer = self._committer, None
+        if committer is not None:
+            await committer.close()
+            self._batches_before = committer.committed_batches
+        for pool, conn in ((self._writer_pool, self._writer), (self._reader_pool, self._reader)):
+            if pool is not None:
+                if conn is not None:
+                    # A connection is used only from its own thread, closing included.
+                    await self._run(pool, conn.close)
+                pool.shutdown(wait=True)
+        self._writer = self._reader = None
+        self._writer_pool = self._reader_pool = None
+
+    # Connections (run on their executor threads).
+
+    def _connect(self) -> sqlite3.Connection:
+        # isolation_level=None: no implicit transactions; BEGIN/COMMIT are explicit.
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+        return conn
+
+    def _open_writer(self) -> sqlite3.Connection:
+        conn = self._connect()
+        try:
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise sqlite3.OperationalError(f"cannot use WAL journal mode (got {mode})")
+            # FULL, not NORMAL: in WAL mode NORMAL skips the fsync at commit, so a power
+            # loss could take back a delivery that was already answered 2xx.
+            conn.execute("PRAGMA synchronous = FULL")
+            self._migrate(conn)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _open_reader(self) -> sqlite3.Connection:
+        conn = self._connect()
+        conn.execute("PRAGMA query_only = ON")
+        return conn
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(
+                """CREATE TABLE IF NOT EXISTS schema_version (
+                    version INTEGER NOT NULL PRIMARY KEY, applied_at TEXT NOT NULL)"""
+            )
+            current = conn.execute("SELECT max(version) FROM schema_version").fetchone()[0] or 0
+            if current > SCHEMA_VERSION:
+                raise sqlite3.DatabaseError(
+                    f"schema version {current} is newer than this hookline knows "
+                    f"({SCHEMA_VERSION}); upgrade hookline"
+                )
+            for version in range(current + 1, SCHEMA_VERSION + 1):
+                for statement in MIGRATIONS[version - 1]:
+                    conn.execute(statement)
+                conn.execute(
+                    "INSERT INTO schema_version (version, applied_at) VALUES (?, ?)",
+                    (version, _ts(datetime.now(UTC))),
+                )
+            conn.execute("COMMIT")
+        except BaseException:
+            _rollback(conn)
+            raise
+
+    # Writes.
+
+    async def record(self, record: DeliveryRecord) -> RecordResult:
+        # Converted here, in the caller's task: a record that cannot be stored fails
+        # alone with ValueError instead of failing its whole batch.
+        row = _to_row(record)
+        if self._committer is None:
+            raise StoreUnavailable("the store is not open")
+        return await self._committer.submit((record, row))
+
+    async def _commit_batch(self, batch: list[tuple[DeliveryRecord, Row]]) -> list[RecordResult]:
+        assert self._writer_pool is not None
+        return await self._run(self._writer_pool, self._write_batch, batch)
+
+    def _write_batch(self, batch: list[tuple[DeliveryRecord, Row]]) -> list[RecordResult]:
+        conn = self._writer
+        if conn is None:
+            raise StoreUnavailable("the store is closed")
+        # IMMEDIATE takes the write lock up front, so the transaction cannot fail half
+        # way on a lock another process took after our first read.
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            results: list[RecordResult] = []
+            stored: list[DeliveryRecord] = []
+            for record, row in batch:
+                if conn.execute(INSERT, row).rowcount == 1:
+                    results.append(RecordResult(record.id))
+                    stored.append(record)
+                    continue
+                # Conflict on (webhook, dedup_key): answer with the id stored first,
+                # which may be earlier in this very batch.
+                found = conn.execute(
+                    "SELECT id FROM deliveries WHERE webhook = ? AND dedup_key = ?",
+                    (record.webhook, record.dedup_key),
+                ).fetchone()
+                if found is None:
+                    raise sqlite3.IntegrityError(f"insert of {record.id} ignored, no original")
+                results.append(RecordResult(found[0], duplicate=True))
+            conn.executemany(
+                UPSERT_COUNTERS,
+                [
+                    (
+                        webhook,
+                        d.received,
+                        d.accepted,
+                        d.rejected,
+                        d.filtered,
+                        _ts(d.last_received_at),
+                        d.last_delivery_id,
+                        _ts(d.last_error_at),
+                        d.last_error_id or None,
+                        d.last_error,
+                    )
+                    for webhook, d in sorted(counter_deltas(stored).items())
+                ],
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            _rollback(conn)
+            raise
+        return results
+
+    async def purge_expired(self, now: datetime) -> int:
+        cutoff = _ts(as_utc(now))
+        total = 0
+        while True:
+            # Chunked, each chunk its own transaction on the writer thread, so ingest
+            # batches interleave with a large purge instead of waiting for all of it.
+            count = await self._write(self._purge_chunk, cutoff)
+            total += count
+            if count < PURGE_CHUNK:
+                return total
+
+    def _purge_chunk(self, conn: sqlite3.Connection, cutoff: str | None) -> int:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            count = conn.execute(
+                """DELETE FROM deliveries WHERE rowid IN (SELECT rowid FROM deliveries
+                    WHERE expires_at < ? LIMIT ?)""",
+                (cutoff, PURGE_CHUNK),
+            ).rowcount
+            conn.execute("COMMIT")
+        except BaseException:
+            _rollback(conn)
+            raise
+        return count
+
+    # Reads.
+
+    async def get(self, delivery_id: str) -> DeliveryRecord | None:
+        rows = await self._read(f"SELECT {COLUMNS} FROM deliveries WHERE id = ?", (delivery_id,))
+        return _from_row(rows[0]) if rows else None
+
+    async def list(self, query: DeliveryQuery) -> tuple[list[DeliveryRecord], str | None]:
+        limit = page_limit(query.limit)
+        where: list[str] = []
+        params: list[Any] = []
+        for column, value in (
+            ("webhook", query.webhook),
+            ("status", query.status),
+            ("event_type", query.event_type),
+        ):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if query.since is not None:
+            where.append("received_at >= ?")
+            params.append(_ts(as_utc(query.since)))
+        if query.until is not None:
+            where.append("received_at < ?")
+            params.append(_ts(as_utc(query.until)))
+        if query.cursor is not None:
+            at, after_id = decode_cursor(query.cursor)
+            where.append("(received_at, id) < (?, ?)")
+            params += [_ts(as_utc(at)), after_id]
+        if query.q:
+            # lower() and instr(): a substring, not a LIKE pattern, so % and _ in q are
+            # literal. Case folding is ASCII-only (SQLite without ICU).
+            where.append("(" + " OR ".join(f"instr(lower({c}), ?) > 0" for c in _SEARCHED) + ")")
+            params += [query.q.lower()] * len(_SEARCHED)
+        sql = f"SELECT {LIST_COLUMNS} FROM deliveries"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY received_at DESC, id DESC LIMIT ?"
+        rows = await self._read(sql, (*params, limit + 1))
+        items = [_from_row(row) for row in rows[:limit]]
+        more = len(rows) > limit
+        return items, encode_cursor(items[-1].received_at, items[-1].id) if more else None
+
+    async def counters(self) -> dict[str, WebhookCounters]:
+        rows = await self._read(
+            """SELECT webhook, received, accepted, rejected, filtered, last_received_at,
+                last_delivery_id, last_error FROM webhook_counters"""
+        )
+        return {
+            row[0]: WebhookCounters(
+                received=row[1],
+                accepted=row[2],
+                rejected=row[3],
+                filtered=row[4],
+                last_received_at=_parse_ts(row[5]),
+                last_delivery_id=row[6],
+                last_error=row[7],
+            )
+            for row in rows
+        }
+
+    async def ping(self) -> None:
+        if self._committer is None:
+            raise StoreUnavailable("the store is not open")
+        await self._read("SELECT max(version) FROM schema_version")
+        # The reader answering proves the file is readable; a lock held by someone
+        # else for longer than busy_timeout would show on the next commit instead.
+
+    # Executor plumbing.
+
+    async def _run(self, pool: ThreadPoolExecutor, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
+
+    async def _read(self, sql: str, params: tuple[Any, ...] = ()) -> Rows:
+        conn, pool = self._reader, self._reader_pool
+        if conn is None or pool is None:
+            raise StoreUnavailable("the store is not open")
+        try:
+            return await self._run(pool, lambda: conn.execute(sql, params).fetchall())
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"SQLite read failed: {exc}") from exc
+
+    async def _write(self, fn: Callable[[sqlite3.Connection, Any], T], arg: Any) -> T:
+        conn, pool = self._writer, self._writer_pool
+        if conn is None or pool is None:
+            raise StoreUnavailable("the store is not open")
+        try:
+            return await self._run(pool, fn, conn, arg)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"SQLite write failed: {exc}") from exc
+
+
+_SEARCHED = ("id", "dedup_key", "reason", "message", "CAST(body AS TEXT)")
+
+
+def _ts(moment: datetime | None) -> str | None:
+    """Fixed-width UTC text, so that text order is time order (isoformat() drops the
+    microseconds when they are zero, which would break that)."""
+    if moment is None:
+        return None
+    return as_utc(moment).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _parse_ts(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
+
+
+def _to_row(record: DeliveryRecord) -> Row:
+    return (
+        record.id,
+        record.webhook,
+        _ts(record.received_at),
+        record.status,
+        record.http_status,
+        record.reason,
+        record.message,
+        record.event_type,
+        record.source_ip,
+        record.user_agent,
+        json.dumps(record.headers, separators=(",", ":")),
+        record.body,
+        float(record.processing_ms),
+        record.dedup_key,
+        _ts(record.expires_at),
+    )
+
+
+def _from_row(row: Row) -> DeliveryRecord:
+    received_at = _parse_ts(row[2])
+    assert received_at is not None
+    return DeliveryRecord(
+        id=row[0],
+        webhook=row[1],
+        received_at=received_at,
+        status=cast(DeliveryStatus, row[3]),
+        http_status=row[4],
+        reason=row[5],
+        message=row[6],
+        event_type=row[7],
+        source_ip=row[8],
+        user_agent=row[9],
+        headers=json.loads(row[10]),
+        body=None if row[11] is None else bytes(row[11]),
+        processing_ms=row[12],
+        dedup_key=row[13],
+        expires_at=_parse_ts(row[14]),
+    )
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass  # the original error is the one worth raising
