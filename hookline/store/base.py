@@ -50,6 +50,26 @@ def new_delivery_id(now: float | None = None) -> str:
 
 
 @dataclass(frozen=True)
+class Tally:
+    """One count a delivery adds to an EventFilter or EventType (issue 4), committed
+    with the delivery itself, so a duplicate (never stored) is never counted."""
+
+    kind: str  # "EventFilter" | "EventType"
+    key: str  # "<namespace>/<name>"
+    counter: str  # evaluated | matched | dropped | validated | invalid
+    error: str | None = None  # with "invalid": the validation error, kept as the last
+
+
+@dataclass
+class ResourceCounters:
+    """Counters of one EventFilter or EventType since the store was created."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    last_error: str | None = None
+    last_error_at: datetime | None = None
+
+
+@dataclass(frozen=True)
 class DeliveryRecord:
     """One request that reached a route, accepted or not."""
 
@@ -72,6 +92,8 @@ class DeliveryRecord:
     dedup_key: str | None = None
     # When the record may be purged: received_at + the Webhook's spec.retention.
     expires_at: datetime | None = None
+    # Counts for EventFilters and EventTypes; not columns of the record.
+    tallies: tuple[Tally, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -155,6 +177,11 @@ class Store(ABC):
         """Per-Webhook counters, kept up to date in the same transaction as the records."""
 
     @abstractmethod
+    async def resource_counters(self) -> dict[tuple[str, str], ResourceCounters]:
+        """(kind, key) -> counters of each EventFilter and EventType, kept in the same
+        transaction as the records."""
+
+    @abstractmethod
     async def purge_expired(self, now: datetime) -> int:
         """Delete records whose expires_at has passed; returns how many."""
 
@@ -220,4 +247,31 @@ def counter_deltas(records: list[DeliveryRecord]) -> dict[str, CounterDelta]:
         ):
             delta.last_error_at, delta.last_error_id = at, record.id
             delta.last_error = f"{record.reason}: {record.message}"
+    return deltas
+
+
+@dataclass
+class ResourceDeltas:
+    """What one committed batch adds to the EventFilter/EventType counters."""
+
+    counts: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    # (kind, key) -> (received_at, record id, error) of the newest error in the batch.
+    errors: dict[tuple[str, str], tuple[datetime, str, str]] = field(default_factory=dict)
+
+
+def resource_deltas(records: list[DeliveryRecord]) -> ResourceDeltas:
+    """Aggregate the tallies of a batch's stored records, sorted so that replicas lock
+    counter rows in one order."""
+    deltas = ResourceDeltas()
+    for record in records:
+        for tally in record.tallies:
+            key = (tally.kind, tally.key, tally.counter)
+            deltas.counts[key] = deltas.counts.get(key, 0) + 1
+            if tally.error is not None:
+                at = as_utc(record.received_at)
+                newest = deltas.errors.get((tally.kind, tally.key))
+                if newest is None or (at, record.id) > newest[:2]:
+                    deltas.errors[(tally.kind, tally.key)] = (at, record.id, tally.error)
+    deltas.counts = dict(sorted(deltas.counts.items()))
+    deltas.errors = dict(sorted(deltas.errors.items()))
     return deltas

@@ -23,6 +23,7 @@ from hookline.store.base import (
     DeliveryRecord,
     DeliveryStatus,
     RecordResult,
+    ResourceCounters,
     Store,
     StoreUnavailable,
     WebhookCounters,
@@ -31,10 +32,11 @@ from hookline.store.base import (
     decode_cursor,
     encode_cursor,
     page_limit,
+    resource_deltas,
 )
 from hookline.store.groupcommit import DEFAULT_MAX_BATCH, GroupCommitter
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 MIGRATIONS: list[list[str]] = [
     [
@@ -80,7 +82,44 @@ MIGRATIONS: list[list[str]] = [
             last_error text
         )""",
     ],
+    # 2: counters of EventFilters and EventTypes (issue 4).
+    [
+        """CREATE TABLE IF NOT EXISTS resource_counters (
+            kind text NOT NULL,
+            key text NOT NULL,
+            counter text NOT NULL,
+            value bigint NOT NULL DEFAULT 0,
+            PRIMARY KEY (kind, key, counter)
+        )""",
+        """CREATE TABLE IF NOT EXISTS resource_errors (
+            kind text NOT NULL,
+            key text NOT NULL,
+            last_error text NOT NULL,
+            last_error_at timestamptz NOT NULL,
+            last_error_id text COLLATE "C" NOT NULL,
+            PRIMARY KEY (kind, key)
+        )""",
+    ],
 ]
+
+# Rows arrive sorted (resource_deltas): replicas lock counter rows in one order.
+UPSERT_RESOURCE_COUNTS = """INSERT INTO resource_counters AS c (kind, key, counter, value)
+    SELECT kind, key, counter, value
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[])
+        WITH ORDINALITY AS u(kind, key, counter, value, ord)
+    ORDER BY ord
+    ON CONFLICT (kind, key, counter) DO UPDATE SET value = c.value + EXCLUDED.value"""
+UPSERT_RESOURCE_ERRORS = """INSERT INTO resource_errors AS e (kind, key, last_error,
+        last_error_at, last_error_id)
+    SELECT kind, key, last_error, last_error_at, last_error_id
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[])
+        WITH ORDINALITY AS u(kind, key, last_error, last_error_at, last_error_id, ord)
+    ORDER BY ord
+    ON CONFLICT (kind, key) DO UPDATE SET
+        last_error = EXCLUDED.last_error,
+        last_error_at = EXCLUDED.last_error_at,
+        last_error_id = EXCLUDED.last_error_id
+    WHERE (EXCLUDED.last_error_at, EXCLUDED.last_error_id) > (e.last_error_at, e.last_error_id)"""
 
 COLUMNS = (
     "id, webhook, received_at, status, http_status, reason, message, event_type, "
@@ -288,6 +327,23 @@ class PostgresStore(Store):
                         strict=True,
                     ),
                 )
+            resources = resource_deltas(stored)
+            if resources.counts:
+                await conn.execute(
+                    UPSERT_RESOURCE_COUNTS,
+                    *zip(*[(*k, v) for k, v in resources.counts.items()], strict=True),
+                )
+            if resources.errors:
+                await conn.execute(
+                    UPSERT_RESOURCE_ERRORS,
+                    *zip(
+                        *[
+                            (kind, key, err, at, i)
+                            for (kind, key), (at, i, err) in resources.errors.items()
+                        ],
+                        strict=True,
+                    ),
+                )
             # Resolved before COMMIT: if this fails, nothing of the batch is stored.
             results: list[RecordResult] = []
             for record, _ in batch:
@@ -398,6 +454,20 @@ class PostgresStore(Store):
             )
             for row in rows
         }
+
+    async def resource_counters(self) -> dict[tuple[str, str], ResourceCounters]:
+        result: dict[tuple[str, str], ResourceCounters] = {}
+        for row in await self._call(
+            "fetch", "SELECT kind, key, counter, value FROM resource_counters"
+        ):
+            entry = result.setdefault((row["kind"], row["key"]), ResourceCounters())
+            entry.counts[row["counter"]] = row["value"]
+        for row in await self._call(
+            "fetch", "SELECT kind, key, last_error, last_error_at FROM resource_errors"
+        ):
+            entry = result.setdefault((row["kind"], row["key"]), ResourceCounters())
+            entry.last_error, entry.last_error_at = row["last_error"], row["last_error_at"]
+        return result
 
     async def ping(self) -> None:
         await self._call("fetchval", "SELECT 1")

@@ -22,6 +22,7 @@ from hookline.store.base import (
     DeliveryRecord,
     DeliveryStatus,
     RecordResult,
+    ResourceCounters,
     Store,
     StoreUnavailable,
     WebhookCounters,
@@ -30,12 +31,13 @@ from hookline.store.base import (
     decode_cursor,
     encode_cursor,
     page_limit,
+    resource_deltas,
 )
 from hookline.store.groupcommit import DEFAULT_MAX_BATCH, GroupCommitter
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Each entry migrates from version i to i + 1. Statements are idempotent so that a
 # half-applied migration (impossible inside one transaction, but cheap insurance) heals.
@@ -85,7 +87,37 @@ MIGRATIONS: list[list[str]] = [
             last_error TEXT
         )""",
     ],
+    # 2: counters of EventFilters and EventTypes (issue 4).
+    [
+        """CREATE TABLE IF NOT EXISTS resource_counters (
+            kind TEXT NOT NULL,
+            key TEXT NOT NULL,
+            counter TEXT NOT NULL,
+            value INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (kind, key, counter)
+        )""",
+        """CREATE TABLE IF NOT EXISTS resource_errors (
+            kind TEXT NOT NULL,
+            key TEXT NOT NULL,
+            last_error TEXT NOT NULL,
+            last_error_at TEXT NOT NULL,
+            last_error_id TEXT NOT NULL,
+            PRIMARY KEY (kind, key)
+        )""",
+    ],
 ]
+
+UPSERT_RESOURCE_COUNTS = """INSERT INTO resource_counters (kind, key, counter, value)
+    VALUES (?, ?, ?, ?)
+    ON CONFLICT (kind, key, counter) DO UPDATE SET value = value + excluded.value"""
+UPSERT_RESOURCE_ERRORS = """INSERT INTO resource_errors (kind, key, last_error,
+        last_error_at, last_error_id)
+    VALUES (?, ?, ?, ?, ?)
+    ON CONFLICT (kind, key) DO UPDATE SET
+        last_error = excluded.last_error,
+        last_error_at = excluded.last_error_at,
+        last_error_id = excluded.last_error_id
+    WHERE (excluded.last_error_at, excluded.last_error_id) > (last_error_at, last_error_id)"""
 
 COLUMNS = (
     "id, webhook, received_at, status, http_status, reason, message, event_type, "
@@ -298,6 +330,18 @@ class SQLiteStore(Store):
                     for webhook, d in sorted(counter_deltas(stored).items())
                 ],
             )
+            resources = resource_deltas(stored)
+            conn.executemany(
+                UPSERT_RESOURCE_COUNTS,
+                [(*key, value) for key, value in resources.counts.items()],
+            )
+            conn.executemany(
+                UPSERT_RESOURCE_ERRORS,
+                [
+                    (kind, key, error, _ts(at), delivery_id)
+                    for (kind, key), (at, delivery_id, error) in resources.errors.items()
+                ],
+            )
             conn.execute("COMMIT")
         except BaseException:
             _rollback(conn)
@@ -388,6 +432,19 @@ class SQLiteStore(Store):
             )
             for row in rows
         }
+
+    async def resource_counters(self) -> dict[tuple[str, str], ResourceCounters]:
+        result: dict[tuple[str, str], ResourceCounters] = {}
+        for kind, key, counter, value in await self._read(
+            "SELECT kind, key, counter, value FROM resource_counters"
+        ):
+            result.setdefault((kind, key), ResourceCounters()).counts[counter] = value
+        for kind, key, error, at in await self._read(
+            "SELECT kind, key, last_error, last_error_at FROM resource_errors"
+        ):
+            entry = result.setdefault((kind, key), ResourceCounters())
+            entry.last_error, entry.last_error_at = error, _parse_ts(at)
+        return result
 
     async def ping(self) -> None:
         if self._committer is None:

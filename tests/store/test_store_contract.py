@@ -20,9 +20,11 @@ from hookline.store import (
     DeliveryRecord,
     PostgresStore,
     RecordResult,
+    ResourceCounters,
     SQLiteStore,
     Store,
     StoreUnavailable,
+    Tally,
     WebhookCounters,
     encode_cursor,
     new_delivery_id,
@@ -359,6 +361,50 @@ async def test_counters(store: Store) -> None:
     assert counters["ci/other"].last_error is None
 
 
+async def test_resource_counters(store: Store) -> None:
+    f = ("EventFilter", "ci/failed-runs")
+    t = ("EventType", "ci/github-push")
+
+    def tallies(*items: tuple[tuple[str, str], str, str | None]) -> tuple[Tally, ...]:
+        return tuple(Tally(kind, key, counter, error) for (kind, key), counter, error in items)
+
+    newest_error = rec(
+        received_at=T0 + timedelta(hours=2),
+        status="rejected",
+        tallies=tallies((t, "invalid", "$.ref: 3 is not of type 'string'")),
+    )
+    await record_all(
+        store,
+        [
+            rec(
+                tallies=tallies(
+                    (t, "validated", None), (f, "evaluated", None), (f, "matched", None)
+                )
+            ),
+            rec(
+                status="filtered",
+                dedup_key="k",
+                tallies=tallies(
+                    (t, "validated", None), (f, "evaluated", None), (f, "dropped", None)
+                ),
+            ),
+            newest_error,
+            rec(received_at=T0, status="rejected", tallies=tallies((t, "invalid", "older"))),
+        ],
+    )
+    # A duplicate is not stored, so its tallies do not count; an older error from a
+    # later batch does not replace the newest one.
+    await store.record(rec(dedup_key="k", tallies=tallies((f, "evaluated", None))))
+    await store.record(
+        rec(received_at=T0 - timedelta(days=1), tallies=tallies((t, "invalid", "oldest")))
+    )
+    counters = await store.resource_counters()
+    assert counters[f] == ResourceCounters(counts={"evaluated": 2, "matched": 1, "dropped": 1})
+    assert counters[t].counts == {"validated": 2, "invalid": 3}
+    assert counters[t].last_error == "$.ref: 3 is not of type 'string'"
+    assert counters[t].last_error_at == newest_error.received_at
+
+
 async def test_purge_expired(store: Store) -> None:
     now = T0 + timedelta(days=30)
     expired = [rec(expires_at=now - timedelta(seconds=1), dedup_key=f"e{i}") for i in range(7)]
@@ -386,7 +432,7 @@ async def test_sqlite_is_wal_with_full_sync_and_versioned(sqlite_backend: Backen
     await sqlite_backend.open_store()  # a second open migrates nothing
     with closing(sqlite3.connect(sqlite_backend.location)) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(1,), (2,)]
 
 
 async def test_sqlite_locked_database_is_unavailable_and_reads_go_on(
@@ -405,6 +451,25 @@ async def test_sqlite_locked_database_is_unavailable_and_reads_go_on(
             other.execute("ROLLBACK")
         fresh = rec()
         assert await store.record(fresh) == RecordResult(fresh.id)
+    finally:
+        await store.close()
+
+
+async def test_sqlite_migrates_a_version_1_database(tmp_path: Any) -> None:
+    from hookline.store import sqlite as sqlite_module
+
+    path = tmp_path / "v1.db"
+    with closing(sqlite3.connect(path)) as conn:
+        conn.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at TEXT)")
+        for statement in sqlite_module.MIGRATIONS[0]:
+            conn.execute(statement)
+        conn.execute("INSERT INTO schema_version VALUES (1, '2024-01-01')")
+        conn.commit()
+    store = SQLiteStore(str(path))
+    await store.open()
+    try:
+        await store.record(rec(tallies=(Tally("EventType", "ci/t", "validated"),)))
+        assert (await store.resource_counters())[("EventType", "ci/t")].counts == {"validated": 1}
     finally:
         await store.close()
 
