@@ -10,6 +10,7 @@ from pathlib import Path
 
 import yaml
 
+from . import cli_tools
 from .api.crd import crd_files
 from .api.manifests import load_manifests
 from .api.references import missing_references
@@ -163,12 +164,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     receiver.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
     receiver.set_defaults(func=cmd_receiver)
+    cli_tools.add_parsers(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    result: int = args.func(args)
+    parser = build_parser()
+    args = parser.parse_args(argv)  # usage errors exit 2, as argparse does
+    try:
+        result: int = args.func(args)
+    except cli_tools.InputError as exc:
+        print(f"hookline {args.command}: {exc}", file=sys.stderr)
+        return 2
     return result
 
 

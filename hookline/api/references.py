@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from .common import SecretKeyRef
 from .eventtype import EventType
+from .versions import version_key
 from .webhook import EventTypeRef, Webhook
 
 FILTER_NOT_FOUND = "FilterNotFound"
@@ -36,7 +37,8 @@ def secret_refs(webhook: Webhook) -> Iterator[tuple[str, SecretKeyRef]]:
 
 
 def resolve_event_type(ref: EventTypeRef, event_types: Collection[EventType]) -> EventType | None:
-    """By name, or by type and (when given) version; the newest version wins a tie."""
+    """By name, or by type and (when given) version; without a version, the newest
+    (hookline.api.versions: stable before pre-release, v10 after v9)."""
     if ref.name is not None:
         return next((et for et in event_types if et.metadata.name == ref.name), None)
     candidates = [
@@ -44,7 +46,7 @@ def resolve_event_type(ref: EventTypeRef, event_types: Collection[EventType]) ->
         for et in event_types
         if et.spec.type == ref.type and (ref.version is None or et.spec.version == ref.version)
     ]
-    return max(candidates, key=lambda et: et.spec.version, default=None)
+    return max(candidates, key=lambda et: version_key(et.spec.version), default=None)
 
 
 def missing_references(

@@ -133,8 +133,24 @@ async def stats(request: web.Request) -> web.Response:
     state = _state(request)
     try:
         counters = await state.store.counters()
+        resources = await state.store.resource_counters()
     except StoreUnavailable as exc:
         return problem(503, "store_unavailable", str(exc))
+    event_filters = {
+        key: {name: c.counts.get(name, 0) for name in ("evaluated", "matched", "dropped")}
+        for (kind, key), c in sorted(resources.items())
+        if kind == "EventFilter"
+    }
+    event_types = {
+        key: {
+            "validated": c.counts.get("validated", 0),
+            "invalid": c.counts.get("invalid", 0),
+            "lastError": c.last_error,
+            "lastErrorAt": _time(c.last_error_at),
+        }
+        for (kind, key), c in sorted(resources.items())
+        if kind == "EventType"
+    }
     webhooks = {
         key: {
             "received": c.received,
@@ -148,7 +164,13 @@ async def stats(request: web.Request) -> web.Response:
         for key, c in sorted(counters.items())
     }
     return web.json_response(
-        {"webhooks": webhooks, "config": describe(state.config), "loadedAt": _time(state.loaded_at)}
+        {
+            "webhooks": webhooks,
+            "eventFilters": event_filters,
+            "eventTypes": event_types,
+            "config": describe(state.config),
+            "loadedAt": _time(state.loaded_at),
+        }
     )
 
 

@@ -21,9 +21,11 @@ import jsonpath_rfc9535
 from ..api import EventFilter, EventType, Webhook
 from ..api.common import compile_jsonpath
 from ..api.manifests import ManifestSet
-from ..api.references import missing_references
+from ..api.references import missing_references, resolve_event_type
 from ..api.webhook import AuthType
 from .auth import Verifier, build_verifier, credential_headers
+from .eventtypes import CompiledEventType, EventTypeRegistry, compile_event_type, registry_for
+from .filters import CompiledFilter, compile_filter
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -33,17 +35,19 @@ DEFAULT_DEDUP_HEADERS = {
     AuthType.STANDARD_WEBHOOKS: "webhook-id",
 }
 MISSING_SECRET_REF = "SecretRefRequired"
+EVENT_TYPE_INVALID = "EventTypeInvalid"
 PATH_CONFLICT = "PathConflict"
 BAD_SECRET = "SecretInvalid"
 
 
 @dataclass(frozen=True)
 class Problem:
-    """Why a Webhook is not served; `reason` is a condition reason (CamelCase)."""
+    """Why a resource is not served; `reason` is a condition reason (CamelCase)."""
 
-    webhook: str
+    webhook: str  # the key (<namespace>/<name>) of the resource, "" for a file
     reason: str
     message: str
+    kind: str = "Webhook"
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,9 @@ class Route:
     dedup_path: jsonpath_rfc9535.JSONPathQuery | None
     retention_seconds: float
     requires_json: bool
+    event_types: EventTypeRegistry
+    unknown_event_types: str  # accept | reject
+    filters: tuple[tuple[str, CompiledFilter], ...]  # (<namespace>/<name>, filter)
     # A digest of everything above but secrets' values, so limiter state survives a
     # reload that did not change the route.
     fingerprint: str = ""
@@ -92,7 +99,12 @@ def auth_secrets(webhook: Webhook, secrets: Secrets) -> list[bytes]:
     return [data[ref.key]] if ref.key in data else []
 
 
-def _route(webhook: Webhook, secrets: Secrets) -> Route:
+def _route(
+    webhook: Webhook,
+    secrets: Secrets,
+    event_types: EventTypeRegistry,
+    filters: tuple[tuple[str, CompiledFilter], ...],
+) -> Route:
     spec = webhook.spec
     verifier = build_verifier(spec.auth, auth_secrets(webhook, secrets))
     limits = spec.limits
@@ -106,9 +118,9 @@ def _route(webhook: Webhook, secrets: Secrets) -> Route:
             dedup_path = compile_jsonpath(spec.idempotency_key.path)
     else:
         dedup_header = DEFAULT_DEDUP_HEADERS.get(spec.auth.type)
-    # The body must parse as JSON when something reads fields out of it (issue 4 adds
-    # event types and filters to this list).
-    requires_json = dedup_path is not None or spec.correlation is not None
+    # The body must parse as JSON when something reads fields out of it. (A recognised
+    # EventType with a schema needs one too; the pipeline checks that per delivery.)
+    requires_json = dedup_path is not None or spec.correlation is not None or bool(filters)
     fingerprint = hashlib.sha256(
         json.dumps(webhook.spec.to_k8s(), sort_keys=True).encode()
     ).hexdigest()[:16]
@@ -126,6 +138,9 @@ def _route(webhook: Webhook, secrets: Secrets) -> Route:
         dedup_path=dedup_path,
         retention_seconds=webhook.retention_seconds,
         requires_json=requires_json,
+        event_types=event_types,
+        unknown_event_types=spec.unknown_event_types,
+        filters=filters,
         fingerprint=fingerprint,
     )
 
@@ -141,6 +156,14 @@ def compile_config(
     event_types = list(event_types)
     routes: dict[str, Route] = {}
     problems: list[Problem] = []
+    # Each schema and filter is compiled once per load, whatever the Webhooks sharing it.
+    compiled_types: dict[str, CompiledEventType] = {}
+    for et in event_types:
+        try:
+            compiled_types[et.key] = compile_event_type(et)
+        except ValueError as exc:
+            problems.append(Problem(et.key, EVENT_TYPE_INVALID, str(exc), kind="EventType"))
+    compiled_filters = {f.key: compile_filter(f) for f in filters}
     for webhook in sorted(webhooks, key=lambda w: w.key):
         ns = webhook.metadata.namespace or "default"
         missing = missing_references(
@@ -171,16 +194,54 @@ def compile_config(
                 )
             )
             continue
+        namespace_types = [t for t in event_types if t.metadata.namespace == ns]
+        broken = [
+            ref_key
+            for ref in webhook.spec.event_types
+            if (found := resolve_event_type(ref, namespace_types)) is not None
+            and (ref_key := found.key) not in compiled_types
+        ]
+        if broken:
+            problems.append(
+                Problem(
+                    webhook.key,
+                    EVENT_TYPE_INVALID,
+                    f"EventType {broken[0]} has a schema that cannot be compiled",
+                )
+            )
+            continue
+        registry = registry_for(
+            webhook,
+            [t for t in namespace_types if t.key in compiled_types],
+            {
+                t.metadata.name: compiled_types[t.key]
+                for t in namespace_types
+                if t.key in compiled_types
+            },
+        )
+        route_filters = tuple(
+            (f"{ns}/{ref.name}", compiled_filters[f"{ns}/{ref.name}"])
+            for ref in webhook.spec.filters
+        )
         try:
-            routes[webhook.path] = _route(webhook, secrets)
+            routes[webhook.path] = _route(webhook, secrets, registry, route_filters)
         except ValueError as exc:
             problems.append(Problem(webhook.key, BAD_SECRET, str(exc)))
+    # What identifies this configuration: every route with its secrets' digests, and
+    # every EventType and EventFilter spec (a changed schema is a new configuration).
     version = hashlib.sha256(
         json.dumps(
-            sorted(
-                (path, route.fingerprint, _secret_digest(route, secrets))
-                for path, route in routes.items()
-            )
+            [
+                sorted(
+                    (path, route.fingerprint, _secret_digest(route, secrets))
+                    for path, route in routes.items()
+                ),
+                sorted(
+                    [(t.kind, t.key, t.spec.to_k8s()) for t in event_types]
+                    + [(f.kind, f.key, f.spec.to_k8s()) for f in filters]
+                ),
+            ],
+            sort_keys=True,
         ).encode()
     ).hexdigest()[:16]
     return ReceiverConfig(routes=routes, problems=problems, version=version)
@@ -210,5 +271,8 @@ def describe(config: ReceiverConfig) -> dict[str, Any]:
     return {
         "version": config.version,
         "routes": {path: route.key for path, route in sorted(config.routes.items())},
-        "problems": [p.__dict__ for p in config.problems],
+        "problems": [
+            {"kind": p.kind, "key": p.webhook, "reason": p.reason, "message": p.message}
+            for p in config.problems
+        ],
     }

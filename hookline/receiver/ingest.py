@@ -22,9 +22,11 @@ from aiohttp import web
 from ..api.webhook import AuthType
 from ..store.base import DeliveryRecord, DeliveryStatus, StoreUnavailable, new_delivery_id
 from .auth import AuthFailure, redact_headers
+from .classify import Classification, classify
 from .config import Route
+from .context import EventContext
 from .limits import client_address, retry_after_seconds, source_allowed
-from .responses import problem
+from .responses import Refusal, problem
 from .state import STATE, ReceiverState
 
 log = logging.getLogger(__name__)
@@ -32,26 +34,6 @@ log = logging.getLogger(__name__)
 READ_CHUNK = 64 * 1024
 # Challenges for 401s, as RFC 9110 asks of the schemes that have one.
 _CHALLENGES = {AuthType.BASIC: 'Basic realm="hookline"', AuthType.BEARER: 'Bearer realm="hookline"'}
-
-
-class Refusal(Exception):
-    """A request refused with an HTTP status, a stable code and a message."""
-
-    def __init__(
-        self,
-        status: int,
-        code: str,
-        message: str,
-        *,
-        keep_body: bool = True,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.keep_body = keep_body
-        self.headers = headers or {}
 
 
 @dataclass
@@ -65,8 +47,7 @@ class Delivery:
     body: bytes | None = None
     payload: Any = None
     dedup_key: str | None = None
-    event_type: str | None = None
-    extra_headers: dict[str, str] = field(default_factory=dict)
+    classification: Classification = field(default_factory=Classification)
 
 
 async def read_body(request: web.Request, limit: int) -> bytes | None:
@@ -81,6 +62,16 @@ async def read_body(request: web.Request, limit: int) -> bytes | None:
             return None
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _no_constants(name: str) -> Any:
+    # Python's json accepts NaN and Infinity; JSON (RFC 8259) does not, and a schema
+    # validator would read them as null.
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_json(body: bytes) -> Any:
+    return json.loads(body, parse_constant=_no_constants)
 
 
 def _is_json_type(content_type: str) -> bool:
@@ -143,10 +134,24 @@ async def admit(state: ReceiverState, delivery: Delivery) -> None:
                 f"not {request.content_type or 'no Content-Type'}",
             )
         try:
-            delivery.payload = json.loads(delivery.body)
+            delivery.payload = parse_json(delivery.body)
         except (ValueError, UnicodeDecodeError) as exc:
             raise Refusal(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
+    elif _is_json_type(request.content_type):
+        # Not required, but a JSON body lets EventTypes recognise the event by a field.
+        try:
+            delivery.payload = parse_json(delivery.body)
+        except (ValueError, UnicodeDecodeError):
+            delivery.payload = None
     delivery.dedup_key = dedup_key(route, request, delivery.payload)
+    # Event types and filters (issue 4): the classification is kept even when it
+    # refuses, so the refusal's record counts against the EventType that refused it.
+    delivery.classification = classify(
+        route,
+        EventContext(delivery.payload, request.headers, None, delivery.source_ip),
+    )
+    if delivery.classification.refusal is not None:
+        raise delivery.classification.refusal
 
 
 def dedup_key(route: Route, request: web.Request, payload: Any) -> str | None:
@@ -179,7 +184,7 @@ def _record(
         http_status=http_status,
         reason=reason,
         message=message,
-        event_type=delivery.event_type,
+        event_type=delivery.classification.event_type,
         source_ip=delivery.source_ip,
         user_agent=request.headers.get("User-Agent", ""),
         headers=redact_headers(request.headers, route.sensitive_headers),
@@ -187,6 +192,7 @@ def _record(
         processing_ms=(time.perf_counter() - delivery.started) * 1000,
         dedup_key=delivery.dedup_key if status != "rejected" else None,
         expires_at=received_at + timedelta(seconds=route.retention_seconds),
+        tallies=tuple(delivery.classification.tallies),
     )
 
 
@@ -214,6 +220,7 @@ async def _refuse(state: ReceiverState, delivery: Delivery, refusal: Refusal) ->
         refusal.message,
         delivery_id=record.id,
         headers=refusal.headers,
+        details=refusal.details,
     )
 
 
@@ -233,7 +240,13 @@ async def receive(request: web.Request) -> web.StreamResponse:
         await admit(state, delivery)
     except Refusal as refusal:
         return await _refuse(state, delivery, refusal)
-    record = _record(state, delivery, "accepted", 202)
+    filtered_by = delivery.classification.filtered_by
+    if filtered_by is None:
+        record = _record(state, delivery, "accepted", 202)
+    else:
+        # The sender did nothing wrong (issue 4): 202, recorded as filtered with the
+        # filter and rule that dropped it.
+        record = _record(state, delivery, "filtered", 202, reason="filtered", message=filtered_by)
     try:
         result = await state.store.record(record)
     except StoreUnavailable as exc:
@@ -251,5 +264,7 @@ async def receive(request: web.Request) -> web.StreamResponse:
     if result.duplicate:
         state.metrics.requests.labels(route.key, "duplicate", "duplicate").inc()
         return web.json_response({"deliveryId": result.id, "duplicate": True}, status=200)
-    state.metrics.requests.labels(route.key, "accepted", "").inc()
+    state.metrics.requests.labels(route.key, record.status, "").inc()
+    if filtered_by is not None:
+        return web.json_response({"deliveryId": result.id, "filtered": True}, status=202)
     return web.json_response({"deliveryId": result.id}, status=202)

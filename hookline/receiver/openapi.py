@@ -162,6 +162,17 @@ OPENAPI: dict[str, Any] = {
                     "error": {"type": "string"},
                     "message": {"type": "string"},
                     "deliveryId": {"type": "string"},
+                    "errors": {
+                        "type": "array",
+                        "description": "Schema errors of a 422 answer.",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "path": {"type": "string"},
+                                "message": {"type": "string"},
+                            },
+                        },
+                    },
                 },
             },
             "DeliverySummary": {
@@ -195,6 +206,23 @@ OPENAPI: dict[str, Any] = {
                     "lastError": _NULLABLE_STRING,
                 },
             },
+            "EventFilterCounters": {
+                "type": "object",
+                "properties": {
+                    "evaluated": {"type": "integer"},
+                    "matched": {"type": "integer"},
+                    "dropped": {"type": "integer"},
+                },
+            },
+            "EventTypeCounters": {
+                "type": "object",
+                "properties": {
+                    "validated": {"type": "integer"},
+                    "invalid": {"type": "integer"},
+                    "lastError": _NULLABLE_STRING,
+                    "lastErrorAt": _TIME,
+                },
+            },
             "Stats": {
                 "type": "object",
                 "required": ["webhooks", "config"],
@@ -202,6 +230,14 @@ OPENAPI: dict[str, Any] = {
                     "webhooks": {
                         "type": "object",
                         "additionalProperties": _ref("WebhookCounters"),
+                    },
+                    "eventFilters": {
+                        "type": "object",
+                        "additionalProperties": _ref("EventFilterCounters"),
+                    },
+                    "eventTypes": {
+                        "type": "object",
+                        "additionalProperties": _ref("EventTypeCounters"),
                     },
                     "config": {"type": "object"},
                     "loadedAt": _TIME,

@@ -113,7 +113,14 @@ MakeClient = Callable[..., Awaitable[TestClient[Any, Any]]]
 
 @pytest.fixture
 async def receiver(tmp_path: Path, aiohttp_client: MakeClient) -> AsyncIterator[Receiver]:
-    manifests = write_manifests(tmp_path / "manifests")
+    yield await start_receiver(tmp_path, aiohttp_client, WEBHOOKS)
+
+
+async def start_receiver(
+    tmp_path: Path, aiohttp_client: MakeClient, documents: list[dict[str, Any]]
+) -> Receiver:
+    """A receiver serving `documents` (Webhooks, EventTypes, EventFilters) + SECRETS."""
+    manifests = write_manifests(tmp_path / "manifests", documents)
     wall, monotonic = FakeClock(START), FakeClock(1000.0)
     settings = Settings(
         store_url=f"sqlite:///{tmp_path / 'hookline.db'}",
@@ -124,4 +131,4 @@ async def receiver(tmp_path: Path, aiohttp_client: MakeClient) -> AsyncIterator[
     ingest_app = create_app(settings)
     ingest = await aiohttp_client(ingest_app)
     admin = await aiohttp_client(create_admin_app(ingest_app))
-    yield Receiver(ingest, admin, wall, monotonic, manifests)
+    return Receiver(ingest, admin, wall, monotonic, manifests)

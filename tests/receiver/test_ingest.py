@@ -179,6 +179,10 @@ async def test_not_json_is_415_and_bad_json_400(receiver: Receiver) -> None:
     await _refused(
         receiver, "json", 400, "invalid_json", b"{oops", **{"Content-Type": "application/json"}
     )
+    for not_json in (b'{"total": NaN}', b'{"total": Infinity}'):
+        await _refused(
+            receiver, "json", 400, "invalid_json", not_json, **{"Content-Type": "application/json"}
+        )
     await _accepted(receiver, "json", BODY, **{"Content-Type": "application/cloudevents+json"})
 
 
