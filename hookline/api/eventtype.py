@@ -6,39 +6,63 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-import jsonschema
-import jsonschema.protocols
+import jsonschema_rs
 from pydantic import AfterValidator, ConfigDict, Field, WithJsonSchema, model_validator
 
 from .common import Condition, HeaderName, JSONPath, Model, cel
 from .resource import Resource
 
-# The drafts both validators we use (jsonschema, jsonschema-rs) implement; users bring
-# draft-07 and 2020-12 most often (issue 4). No $schema means 2020-12.
-SUPPORTED_DRAFTS: dict[str, type[jsonschema.protocols.Validator]] = {
-    "http://json-schema.org/draft-04/schema": jsonschema.Draft4Validator,
-    "http://json-schema.org/draft-06/schema": jsonschema.Draft6Validator,
-    "http://json-schema.org/draft-07/schema": jsonschema.Draft7Validator,
-    "https://json-schema.org/draft/2019-09/schema": jsonschema.Draft201909Validator,
-    "https://json-schema.org/draft/2020-12/schema": jsonschema.Draft202012Validator,
+# The drafts jsonschema-rs implements; users bring draft-07 and 2020-12 most often
+# (issue 4). No $schema means 2020-12.
+DEFAULT_DRAFT = "https://json-schema.org/draft/2020-12/schema"
+SUPPORTED_DRAFTS: dict[str, Any] = {
+    "http://json-schema.org/draft-04/schema": jsonschema_rs.Draft4Validator,
+    "http://json-schema.org/draft-06/schema": jsonschema_rs.Draft6Validator,
+    "http://json-schema.org/draft-07/schema": jsonschema_rs.Draft7Validator,
+    "https://json-schema.org/draft/2019-09/schema": jsonschema_rs.Draft201909Validator,
+    "https://json-schema.org/draft/2020-12/schema": jsonschema_rs.Draft202012Validator,
 }
 
 
-def check_schema(schema: dict[str, Any]) -> dict[str, Any]:
-    """Refuse a schema that is not a valid JSON Schema of a supported draft."""
-    draft = schema.get("$schema", "https://json-schema.org/draft/2020-12/schema")
-    validator = SUPPORTED_DRAFTS.get(str(draft).rstrip("#"))
-    if validator is None:
+def _first_line(exc: Exception) -> str:
+    text = str(exc)
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def compile_schema(schema: dict[str, Any]) -> Any:
+    """A jsonschema-rs validator for `schema`; ValueError says what is wrong with it.
+
+    The one place schemas are checked and compiled: the model (at validation, so
+    `hookline validate` and the operator refuse what the receiver could not use) and
+    the receiver (once per configuration load) call it alike.
+    """
+    draft = str(schema.get("$schema", DEFAULT_DRAFT)).rstrip("#")
+    validator_cls = SUPPORTED_DRAFTS.get(draft)
+    if validator_cls is None:
         raise ValueError(
-            f"$schema {draft!r} is not supported: use draft-07 "
+            f"$schema {schema.get('$schema')!r} is not supported: use draft-07 "
             "(http://json-schema.org/draft-07/schema#) or 2020-12 "
             "(https://json-schema.org/draft/2020-12/schema)"
         )
     try:
-        validator.check_schema(schema)
-    except jsonschema.SchemaError as exc:
-        where = "/".join(str(p) for p in exc.absolute_path) or "(root)"
-        raise ValueError(f"not a valid JSON Schema at {where}: {exc.message}") from None
+        jsonschema_rs.meta.validate(schema)
+    except jsonschema_rs.ValidationError as exc:
+        where = "/".join(str(p) for p in exc.instance_path) or "(root)"
+        raise ValueError(f"not a valid JSON Schema at {where}: {_first_line(exc)}") from None
+    try:
+        # offline: a $ref to a URL is refused, never fetched while loading configuration.
+        # validate_formats=False: `format` is an annotation (the 2020-12 default, allowed
+        # by draft-07), so every draft behaves alike and a draft-07 `format: uri` does
+        # not reject GitHub's templated URLs.
+        return validator_cls(schema, validate_formats=False, offline=True)
+    except jsonschema_rs.ValidationError as exc:
+        raise ValueError(f"schema does not compile: {_first_line(exc)}") from None
+
+
+def check_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """Refuse a schema the receiver could not compile (issue 4: bad input is refused
+    at validation, with the field path)."""
+    compile_schema(schema)
     return schema
 
 

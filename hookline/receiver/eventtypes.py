@@ -18,23 +18,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import jsonschema_rs
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from hookline.api.common import compile_jsonpath
-from hookline.api.eventtype import EventType
+from hookline.api.eventtype import EventType, compile_schema
 from hookline.api.references import resolve_event_type
 from hookline.api.versions import version_key
 from hookline.api.webhook import Webhook
-
-DEFAULT_DRAFT = "https://json-schema.org/draft/2020-12/schema"
-_VALIDATORS: dict[str, Any] = {
-    "http://json-schema.org/draft-04/schema": jsonschema_rs.Draft4Validator,
-    "http://json-schema.org/draft-06/schema": jsonschema_rs.Draft6Validator,
-    "http://json-schema.org/draft-07/schema": jsonschema_rs.Draft7Validator,
-    "https://json-schema.org/draft/2019-09/schema": jsonschema_rs.Draft201909Validator,
-    "https://json-schema.org/draft/2020-12/schema": jsonschema_rs.Draft202012Validator,
-}
 
 # Beyond this many errors an invalid body is not worth walking further: the caller only
 # sees `limit` of them, and a huge invalid payload must not cost unbounded time.
@@ -161,7 +151,7 @@ class CompiledEventType:
         self._header_name = header.name if header else None
         self._header_value = header.value if header else None
         self._body = (compile_jsonpath(body.path), body.value) if body else None
-        self._validator: Any = None if spec.schema_ is None else _compile_schema(spec.schema_)
+        self._validator: Any = None if spec.schema_ is None else compile_schema(spec.schema_)
 
     def __repr__(self) -> str:
         return f"<CompiledEventType {self.name} {self.type}@{self.version}>"
@@ -200,23 +190,6 @@ class CompiledEventType:
                 errors.append(((), _TOO_DEEP, "$"))
         errors.sort(key=lambda e: (e[0], e[1]))
         return [SchemaIssue(path, message) for _, message, path in errors[:limit]]
-
-
-def _compile_schema(schema: dict[str, Any]) -> Any:
-    draft = str(schema.get("$schema", DEFAULT_DRAFT)).rstrip("#")
-    validator_cls = _VALIDATORS.get(draft)
-    if validator_cls is None:
-        raise ValueError(f"$schema {schema.get('$schema')!r} is not a supported JSON Schema draft")
-    try:
-        # offline: a $ref to a URL is refused, never fetched while loading configuration.
-        # validate_formats=False: `format` is an annotation, the 2020-12 default and
-        # allowed by draft-07; every draft then behaves alike (and like the Python
-        # `jsonschema` the models check schemas with), and a draft-07 `format: uri` does
-        # not reject GitHub's templated URLs.
-        return validator_cls(schema, validate_formats=False, offline=True)
-    except jsonschema_rs.ValidationError as exc:
-        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ValueError(f"schema does not compile: {detail}") from None
 
 
 def compile_event_type(resource: EventType) -> CompiledEventType:

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 from multidict import CIMultiDict
+from pydantic import ValidationError
 
 from hookline.api import EventType, Webhook
 from hookline.api.versions import version_key
@@ -356,9 +357,14 @@ def test_no_schema_means_always_valid() -> None:
     ],
 )
 def test_a_schema_jsonschema_rs_refuses_is_a_value_error(schema: dict[str, Any]) -> None:
-    resource = event_type("broken", schema=schema)  # the model's own check lets it through
-    with pytest.raises(ValueError, match="EventType 'broken': schema does not compile") as info:
-        compile_event_type(resource)
+    # The model compiles the schema as the receiver will, so it refuses it up front...
+    with pytest.raises(ValidationError, match="schema does not compile") as refused:
+        event_type("broken", schema=schema)
     if "$ref" in schema and str(schema["$ref"]).startswith("https:"):
         # Refused without a network request: loading configuration never fetches.
-        assert "Retrieval is disabled" in str(info.value)
+        assert "Retrieval is disabled" in str(refused.value)
+    # ...and an object that got past an older model fails to compile, not to serve.
+    valid = event_type("broken")
+    bypassed = valid.model_copy(update={"spec": valid.spec.model_copy(update={"schema_": schema})})
+    with pytest.raises(ValueError, match="EventType 'broken': schema does not compile"):
+        compile_event_type(bypassed)

@@ -347,6 +347,8 @@ BAD_EVENT_TYPES = [
         "must start with $",
     ),
     (_event_type(schema={"type": "objekt"}), "spec.schema", "not a valid JSON Schema"),
+    (_event_type(schema={"$ref": "#/$defs/nowhere"}), "spec.schema", "does not compile"),
+    (_event_type(schema={"$ref": "https://example.com/s.json"}), "spec.schema", "compile"),
     (
         _event_type(schema={"$schema": "http://json-schema.org/draft-03/schema#"}),
         "spec.schema",
