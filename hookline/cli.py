@@ -110,6 +110,7 @@ def cmd_receiver(args: argparse.Namespace) -> int:
         load_config=manifests_loader(directory),
         trusted_proxies=proxies,
         purge_interval=args.purge_interval,
+        dispatch_concurrency=args.dispatch_concurrency,
     )
     try:
         asyncio.run(
@@ -161,6 +162,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     receiver.add_argument(
         "--purge-interval", type=float, default=300.0, help="seconds between retention purges"
+    )
+    receiver.add_argument(
+        "--dispatch-concurrency",
+        type=int,
+        default=16,
+        help="sends to destinations at once (0: this replica only ingests)",
     )
     receiver.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
     receiver.set_defaults(func=cmd_receiver)

@@ -347,6 +347,18 @@ class Destination(Model):
         return self
 
 
+class DestinationPolicy(Model):
+    """Which destination addresses this Webhook may send to (issue 5, SSRF guard)."""
+
+    allow_link_local: bool = Field(
+        default=False,
+        description=(
+            "Allow destinations that resolve to link-local addresses, cloud metadata "
+            "endpoints included (169.254.0.0/16, fe80::/10). Off: such sends are refused."
+        ),
+    )
+
+
 class Limits(Model):
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=1, le=MAX_BODY_BYTES_CEILING)
     requests_per_second: float | None = Field(
@@ -425,6 +437,7 @@ class WebhookSpec(Model):
         max_length=50,
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
+    destination_policy: DestinationPolicy = Field(default_factory=DestinationPolicy)
     priority: Literal["low", "normal", "high", "critical"] = "normal"
     limits: Limits = Field(default_factory=Limits)
     retention: PositiveDuration = Field(default="720h", description="How long deliveries are kept.")

@@ -120,13 +120,57 @@ async def list_deliveries(request: web.Request) -> web.Response:
 
 async def get_delivery(request: web.Request) -> web.Response:
     delivery_id = request.match_info["id"]
+    store = _state(request).store
     try:
-        record = await _state(request).store.get(delivery_id)
+        record = await store.get(delivery_id)
+        if record is None:
+            return problem(404, "delivery_not_found", f"no delivery {delivery_id!r} is kept")
+        rows = await store.outbox_rows(delivery_id)
+        attempts = await store.attempts(delivery_id)
+        replays = await store.replays(delivery_id)
     except StoreUnavailable as exc:
         return problem(503, "store_unavailable", str(exc))
-    if record is None:
-        return problem(404, "delivery_not_found", f"no delivery {delivery_id!r} is kept")
-    return web.json_response(detail(record))
+    out = detail(record)
+    out["destinations"] = [
+        {
+            "id": row.id,
+            "destination": row.destination,
+            "state": row.state,
+            "attempts": row.attempts,
+            "nextAttemptAt": _time(row.next_attempt_at),
+            "lastStatus": row.last_status,
+            "lastError": row.last_error,
+            "replayId": row.replay_id,
+            "createdAt": _time(row.created_at),
+        }
+        for row in rows
+    ]
+    out["attempts"] = [
+        {
+            "chain": a.task_id,
+            "destination": a.destination,
+            "number": a.number,
+            "startedAt": _time(a.started_at),
+            "durationMs": round(a.duration_ms, 3),
+            "statusCode": a.status_code,
+            "error": a.error,
+            "response": a.response.decode("utf-8", "replace"),
+            "outcome": a.outcome,
+        }
+        for a in attempts
+    ]
+    out["replays"] = [
+        {
+            "id": r.id,
+            "requestedAt": _time(r.requested_at),
+            "requestedBy": r.requested_by,
+            "reason": r.reason,
+            "destinations": list(r.destinations),
+            "bodyModified": r.body_modified,
+        }
+        for r in replays
+    ]
+    return web.json_response(out)
 
 
 async def stats(request: web.Request) -> web.Response:
@@ -134,8 +178,28 @@ async def stats(request: web.Request) -> web.Response:
     try:
         counters = await state.store.counters()
         resources = await state.store.resource_counters()
+        outbox = await state.store.destination_counters()
     except StoreUnavailable as exc:
         return problem(503, "store_unavailable", str(exc))
+    breakers = state.dispatcher.breakers.snapshot() if state.dispatcher else {}
+    suspended = state.dispatcher.suspended if state.dispatcher else {}
+    destinations: dict[str, dict[str, Any]] = {}
+    for (webhook, name), c in sorted(outbox.items()):
+        breaker = breakers.get((webhook, name))
+        state.metrics.queue_depth.labels(webhook, name).set(c.pending)
+        state.metrics.breaker_open.labels(webhook, name).set(
+            0 if breaker is None or breaker.state == "closed" else 1
+        )
+        destinations.setdefault(webhook, {})[name] = {
+            "pending": c.pending,
+            "delivered": c.delivered,
+            "failed": c.failed,
+            "deadLettered": c.dead_lettered,
+            "breaker": breaker.state if breaker else "closed",
+            "suspended": (webhook, name) in suspended,
+            "lastError": c.last_error,
+            "lastErrorAt": _time(c.last_error_at),
+        }
     event_filters = {
         key: {name: c.counts.get(name, 0) for name in ("evaluated", "matched", "dropped")}
         for (kind, key), c in sorted(resources.items())
@@ -160,6 +224,8 @@ async def stats(request: web.Request) -> web.Response:
             "lastReceivedAt": _time(c.last_received_at),
             "lastDeliveryID": c.last_delivery_id,
             "lastError": c.last_error,
+            **_outbox_totals(destinations.get(key, {})),
+            "destinations": destinations.get(key, {}),
         }
         for key, c in sorted(counters.items())
     }
@@ -172,6 +238,13 @@ async def stats(request: web.Request) -> web.Response:
             "loadedAt": _time(state.loaded_at),
         }
     )
+
+
+def _outbox_totals(destinations: dict[str, dict[str, Any]]) -> dict[str, int]:
+    return {
+        name: sum(d[name] for d in destinations.values())
+        for name in ("delivered", "failed", "deadLettered", "pending")
+    }
 
 
 async def healthz(request: web.Request) -> web.Response:

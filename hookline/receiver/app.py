@@ -16,7 +16,9 @@ from aiohttp import web
 
 from ..store import open_store
 from ..store.base import StoreUnavailable
+from .breaker import Breakers
 from .config import INVALID_MANIFEST, describe
+from .dispatcher import Dispatcher
 from .responses import problem
 from .routes import setup_admin_routes, setup_ingest_routes
 from .state import INGEST_APP, SETTINGS, STATE, ReceiverState, Settings
@@ -79,6 +81,32 @@ async def purge_ctx(app: web.Application) -> AsyncIterator[None]:
         await task
 
 
+async def dispatch_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Run the dispatcher beside the ingest path (issue 5), unless turned off."""
+    state = app[STATE]
+    settings = state.settings
+    if settings.dispatch_concurrency <= 0:
+        yield
+        return
+    state.dispatcher = Dispatcher(
+        store=state.store,
+        config=state.config,
+        metrics=state.metrics,
+        now=state.now,
+        concurrency=settings.dispatch_concurrency,
+        poll_interval=settings.dispatch_poll_interval,
+        breakers=Breakers(clock=settings.monotonic),
+        wakeup=state.dispatch_wakeup,
+    )
+    task = asyncio.create_task(state.dispatcher.run(), name="dispatcher")
+    yield
+    # In-flight sends are cancelled; their leases run out and the rows are sent
+    # again after a restart (at least once).
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 async def reload_config(app: web.Application) -> None:
     """Load the configuration again and swap it in; on failure keep serving the old."""
     state = app[STATE]
@@ -102,6 +130,7 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app.cleanup_ctx.append(store_ctx)
     app.cleanup_ctx.append(purge_ctx)
+    app.cleanup_ctx.append(dispatch_ctx)
     setup_ingest_routes(app)
     return app
 

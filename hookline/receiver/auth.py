@@ -273,7 +273,7 @@ class _TokenVerifier:
             raise AuthFailure(BAD_CREDENTIALS, f"{name} is not valid")
 
 
-def _standard_webhooks_key(secret: bytes) -> bytes:
+def standard_webhooks_key(secret: bytes) -> bytes:
     """The HMAC key of a Standard Webhooks secret, decoded as the reference library does.
 
     The spec's secrets are "whsec_" + base64 of the key; the reference also takes the
@@ -333,7 +333,7 @@ def build_verifier(auth: WebhookAuth, secrets: Sequence[bytes]) -> Verifier:
     if auth.type is AuthType.STANDARD_WEBHOOKS:
         return _StandardWebhooksVerifier(
             keys=tuple(
-                hmac.new(_standard_webhooks_key(s), digestmod=hashlib.sha256) for s in secrets
+                hmac.new(standard_webhooks_key(s), digestmod=hashlib.sha256) for s in secrets
             ),
             tolerance=tolerance,
             tolerance_text=tolerance_text,

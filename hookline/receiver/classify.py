@@ -21,6 +21,7 @@ EVENT_FILTER = "EventFilter"
 @dataclass
 class Classification:
     event_type: str | None = None  # the recognised EventType's spec.type
+    event_type_name: str | None = None  # and its metadata.name (destinations select by it)
     tallies: list[Tally] = field(default_factory=list)
     refusal: Refusal | None = None  # 415/422: the delivery is refused
     filtered_by: str | None = None  # set when a filter dropped it: which and why
@@ -41,6 +42,7 @@ def classify(route: Route, context: EventContext) -> Classification:
             return result
     else:
         result.event_type = recognised.type
+        result.event_type_name = recognised.name
         type_key = f"{namespace}/{recognised.name}"
         if recognised.resource.spec.schema_ is not None and context.payload is None:
             result.refusal = Refusal(

@@ -19,13 +19,15 @@ from typing import Any
 import jsonpath_rfc9535
 
 from ..api import EventFilter, EventType, Webhook
-from ..api.common import compile_jsonpath
+from ..api.common import SecretKeyRef, compile_jsonpath
 from ..api.manifests import ManifestSet
 from ..api.references import missing_references, resolve_event_type
 from ..api.webhook import AuthType
+from ..store.outbox import PRIORITIES
 from .auth import Verifier, build_verifier, credential_headers
 from .eventtypes import CompiledEventType, EventTypeRegistry, compile_event_type, registry_for
 from .filters import CompiledFilter, compile_filter
+from .forward import CompiledDestination, destination_url
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -70,9 +72,14 @@ class Route:
     event_types: EventTypeRegistry
     unknown_event_types: str  # accept | reject
     filters: tuple[tuple[str, CompiledFilter], ...]  # (<namespace>/<name>, filter)
+    destinations: tuple[CompiledDestination, ...]
+    priority: int  # PRIORITIES[spec.priority]
     # A digest of everything above but secrets' values, so limiter state survives a
     # reload that did not change the route.
     fingerprint: str = ""
+
+    def destination(self, name: str) -> CompiledDestination | None:
+        return next((d for d in self.destinations if d.name == name), None)
 
 
 @dataclass(frozen=True)
@@ -82,8 +89,14 @@ class ReceiverConfig:
     # Digest of the whole configuration: what /readyz and the operator report.
     version: str = ""
 
+    # The same routes by Webhook key, for the dispatcher (rows name their Webhook).
+    by_key: dict[str, Route] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "by_key", {r.key: r for r in self.routes.values()})
+
     def route_for(self, webhook_key: str) -> Route | None:
-        return next((r for r in self.routes.values() if r.key == webhook_key), None)
+        return self.by_key.get(webhook_key)
 
 
 # (namespace, name) -> key -> value
@@ -97,6 +110,27 @@ def auth_secrets(webhook: Webhook, secrets: Secrets) -> list[bytes]:
         return []
     data = secrets.get((webhook.metadata.namespace or "default", ref.name), {})
     return [data[ref.key]] if ref.key in data else []
+
+
+def _secret(namespace: str, ref: SecretKeyRef, secrets: Secrets) -> bytes | None:
+    return secrets.get((namespace, ref.name), {}).get(ref.key)
+
+
+def _destinations(webhook: Webhook, secrets: Secrets) -> tuple[CompiledDestination, ...]:
+    namespace = webhook.metadata.namespace or "default"
+    allow = webhook.spec.destination_policy.allow_link_local
+    return tuple(
+        CompiledDestination(
+            name=dest.name,
+            url=destination_url(dest, namespace),
+            spec=dest,
+            signing_secret=(
+                _secret(namespace, dest.signing.secret_ref, secrets) if dest.signing else None
+            ),
+            allow_link_local=allow,
+        )
+        for dest in webhook.spec.destinations
+    )
 
 
 def _route(
@@ -141,6 +175,8 @@ def _route(
         event_types=event_types,
         unknown_event_types=spec.unknown_event_types,
         filters=filters,
+        destinations=_destinations(webhook, secrets),
+        priority=PRIORITIES[spec.priority],
         fingerprint=fingerprint,
     )
 

@@ -21,6 +21,7 @@ from aiohttp import web
 
 from ..api.webhook import AuthType
 from ..store.base import DeliveryRecord, DeliveryStatus, StoreUnavailable, new_delivery_id
+from ..store.outbox import OutboxItem
 from .auth import AuthFailure, redact_headers
 from .classify import Classification, classify
 from .config import Route
@@ -164,6 +165,16 @@ def dedup_key(route: Route, request: web.Request, payload: Any) -> str | None:
     return None
 
 
+def outbox_items(route: Route, event_type_name: str | None) -> tuple[OutboxItem, ...]:
+    """The destinations an accepted delivery goes to: all, or those whose eventTypes
+    list its EventType (issue 5)."""
+    return tuple(
+        OutboxItem(dest.name, route.priority)
+        for dest in route.destinations
+        if not dest.spec.event_types or event_type_name in dest.spec.event_types
+    )
+
+
 def _record(
     state: ReceiverState,
     delivery: Delivery,
@@ -193,6 +204,11 @@ def _record(
         dedup_key=delivery.dedup_key if status != "rejected" else None,
         expires_at=received_at + timedelta(seconds=route.retention_seconds),
         tallies=tuple(delivery.classification.tallies),
+        outbox=(
+            outbox_items(route, delivery.classification.event_type_name)
+            if status == "accepted"
+            else ()
+        ),
     )
 
 
@@ -265,6 +281,8 @@ async def receive(request: web.Request) -> web.StreamResponse:
         state.metrics.requests.labels(route.key, "duplicate", "duplicate").inc()
         return web.json_response({"deliveryId": result.id, "duplicate": True}, status=200)
     state.metrics.requests.labels(route.key, record.status, "").inc()
+    if record.outbox:
+        state.dispatch_wakeup.set()  # new rows: the dispatcher need not wait for its poll
     if filtered_by is not None:
         return web.json_response({"deliveryId": result.id, "filtered": True}, status=202)
     return web.json_response({"deliveryId": result.id}, status=202)

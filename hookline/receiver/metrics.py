@@ -39,6 +39,31 @@ class Metrics:
             "Webhooks left out of the configuration, and why.",
             registry=self.registry,
         )
+        self.attempts = Counter(
+            "hookline_dispatch_attempts",
+            "Outbox rows finished by the dispatcher, by outcome.",
+            ["webhook", "destination", "outcome"],
+            registry=self.registry,
+        )
+        self.send_seconds = Histogram(
+            "hookline_dispatch_send_seconds",
+            "Time to send one request to a destination and read its answer.",
+            ["webhook", "destination"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=self.registry,
+        )
+        self.queue_depth = Gauge(
+            "hookline_outbox_pending",
+            "Outbox rows waiting to be delivered, by destination (read with the stats).",
+            ["webhook", "destination"],
+            registry=self.registry,
+        )
+        self.breaker_open = Gauge(
+            "hookline_destination_breaker_open",
+            "1 while the destination's circuit breaker is open or half-open.",
+            ["webhook", "destination"],
+            registry=self.registry,
+        )
         self.purged = Counter(
             "hookline_purged_deliveries",
             "Delivery records deleted after their retention.",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from . import admin, ingest
+from . import admin, ingest, replay
 
 
 def setup_ingest_routes(app: web.Application) -> None:
@@ -16,6 +16,8 @@ def setup_ingest_routes(app: web.Application) -> None:
 def setup_admin_routes(app: web.Application) -> None:
     app.router.add_get("/api/v1/deliveries", admin.list_deliveries, name="deliveries")
     app.router.add_get("/api/v1/deliveries/{id}", admin.get_delivery, name="delivery")
+    app.router.add_post("/api/v1/deliveries/{id}/replay", replay.replay_delivery, name="replay")
+    app.router.add_post("/api/v1/replays", replay.replay_batch, name="replays")
     app.router.add_get("/api/v1/stats", admin.stats, name="stats")
     app.router.add_get("/api/v1/openapi.json", admin.openapi, name="openapi")
     app.router.add_get("/healthz", admin.healthz, name="healthz")

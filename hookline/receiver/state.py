@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -11,6 +12,7 @@ from aiohttp import web
 
 from ..store.base import Store
 from .config import IPNetwork, ReceiverConfig
+from .dispatcher import Dispatcher
 from .limits import Clock, RateLimiter
 from .metrics import Metrics
 
@@ -25,6 +27,10 @@ class Settings:
     load_config: ConfigLoader
     trusted_proxies: tuple[IPNetwork, ...] = ()
     purge_interval: float = 300.0
+    # Dispatch (issue 5): how many sends at once; 0 turns dispatching off (a receiver
+    # replica that only ingests, or tests that drive the dispatcher by hand).
+    dispatch_concurrency: int = 16
+    dispatch_poll_interval: float = 1.0
     # Injected so tests control time: wall clock for timestamps and tolerances,
     # monotonic clock for rate limits.
     wall_clock: Clock = time.time
@@ -39,6 +45,9 @@ class ReceiverState:
     metrics: Metrics = field(default_factory=Metrics)
     limiter: RateLimiter = field(init=False)
     loaded_at: datetime | None = None
+    # Set when a commit wrote outbox rows, so the dispatcher sends without waiting.
+    dispatch_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    dispatcher: Dispatcher | None = None
 
     def __post_init__(self) -> None:
         self.limiter = RateLimiter(self.settings.monotonic)
@@ -52,6 +61,8 @@ class ReceiverState:
         self.config = config
         self.loaded_at = self.now()
         self.limiter.forget_except(route.key for route in config.routes.values())
+        if self.dispatcher is not None:
+            self.dispatcher.use(config)
         self.metrics.routes.set(len(config.routes))
         self.metrics.config_problems.set(len(config.problems))
 

@@ -1,4 +1,5 @@
-"""The delivery log: SQLite (embedded default, one replica) or PostgreSQL (replicas).
+"""The delivery log and its outbox: SQLite (embedded default, one replica) or PostgreSQL
+(replicas).
 
 `open_store(url)` picks the implementation from the `--store` URL; call `await
 store.open()` before use and `await store.close()` after.
@@ -21,16 +22,44 @@ from hookline.store.base import (
     encode_cursor,
     new_delivery_id,
 )
+from hookline.store.outbox import (
+    AGING_SECONDS,
+    OUTBOX_STATES,
+    PRIORITIES,
+    Attempt,
+    DestinationCounters,
+    OutboxItem,
+    OutboxRow,
+    OutboxState,
+    OutboxTask,
+    Outcome,
+    Replay,
+    ReplayRefused,
+    ReplaySelector,
+)
 from hookline.store.postgres import PostgresStore
 from hookline.store.sqlite import SQLiteStore
 
 __all__ = [
+    "AGING_SECONDS",
+    "OUTBOX_STATES",
+    "PRIORITIES",
     "STATUSES",
+    "Attempt",
     "DeliveryQuery",
     "DeliveryRecord",
     "DeliveryStatus",
+    "DestinationCounters",
+    "OutboxItem",
+    "OutboxRow",
+    "OutboxState",
+    "OutboxTask",
+    "Outcome",
     "PostgresStore",
     "RecordResult",
+    "Replay",
+    "ReplayRefused",
+    "ReplaySelector",
     "ResourceCounters",
     "SQLiteStore",
     "Store",

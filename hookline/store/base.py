@@ -9,12 +9,25 @@ one transaction (group commit) so durability does not cost one transaction each.
 from __future__ import annotations
 
 import base64
+import builtins
 import os
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
+
+from .outbox import (
+    Attempt,
+    DestinationCounters,
+    OutboxItem,
+    OutboxRow,
+    OutboxTask,
+    Outcome,
+    Replay,
+    ReplaySelector,
+)
 
 DeliveryStatus = Literal["accepted", "rejected", "filtered"]
 STATUSES: tuple[DeliveryStatus, ...] = ("accepted", "rejected", "filtered")
@@ -94,6 +107,9 @@ class DeliveryRecord:
     expires_at: datetime | None = None
     # Counts for EventFilters and EventTypes; not columns of the record.
     tallies: tuple[Tally, ...] = ()
+    # Destinations an accepted delivery goes to: outbox rows written in the same
+    # transaction as the record (issue 5). Not written for a duplicate.
+    outbox: tuple[OutboxItem, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -188,6 +204,74 @@ class Store(ABC):
     @abstractmethod
     async def ping(self) -> None:
         """Raise StoreUnavailable unless the store answers now (for /readyz)."""
+
+    # --- the outbox (issue 5; see hookline.store.outbox) ---
+
+    @abstractmethod
+    async def claim_tasks(
+        self,
+        owner: str,
+        now: datetime,
+        limit: int,
+        lease_seconds: float,
+        skip: Collection[tuple[str, str]] = (),
+    ) -> builtins.list[OutboxTask]:
+        """Lease up to `limit` pending rows due at `now` to `owner`, highest effective
+        priority first (priority + seconds overdue / AGING_SECONDS), then oldest due.
+        Rows whose lease is held by another owner and has not expired are never handed
+        out; rows of (webhook, destination) pairs in `skip` (breaker open, suspended)
+        are left alone."""
+
+    @abstractmethod
+    async def finish_task(
+        self,
+        task: OutboxTask,
+        owner: str,
+        outcome: Outcome,
+        *,
+        now: datetime,
+        attempt: Attempt | None = None,
+        next_attempt_at: datetime | None = None,
+    ) -> bool:
+        """Record the outcome (and the attempt) and release the lease, in one
+        transaction. Returns False, changing nothing, if `owner` no longer holds the
+        lease (it expired and another worker took the row)."""
+
+    @abstractmethod
+    async def outbox_rows(self, delivery_id: str) -> builtins.list[OutboxRow]:
+        """Every outbox row (attempt chain) of a delivery, oldest first."""
+
+    @abstractmethod
+    async def attempts(self, delivery_id: str) -> builtins.list[Attempt]:
+        """Every attempt of every chain of a delivery, oldest first."""
+
+    @abstractmethod
+    async def replays(self, delivery_id: str) -> builtins.list[Replay]:
+        """The replays requested for a delivery, oldest first."""
+
+    @abstractmethod
+    async def replay(
+        self,
+        delivery_id: str,
+        *,
+        destinations: Collection[OutboxItem],
+        requested_by: str,
+        reason: str,
+        now: datetime,
+        body: bytes | None = None,
+        max_replays: int = 5,
+    ) -> Replay:
+        """Start a new attempt chain per destination, linked to the delivery and
+        audited, in one transaction. Raises ReplayRefused when the delivery is not kept
+        or already has `max_replays` replays (so replays cannot loop)."""
+
+    @abstractmethod
+    async def select_for_replay(self, selector: ReplaySelector) -> builtins.list[str]:
+        """Delivery ids a batch replay takes, newest first, at most selector.limit."""
+
+    @abstractmethod
+    async def destination_counters(self) -> dict[tuple[str, str], DestinationCounters]:
+        """(webhook, destination) -> outbox rows by state, and the last error."""
 
 
 # Helpers shared by the implementations (not part of the Store interface).

@@ -4,14 +4,14 @@ Replicas share one database, so everything that must hold across them is enforce
 PostgreSQL itself: deduplication by a partial unique index with INSERT ... ON CONFLICT
 DO NOTHING, counters by upserts in the batch's own transaction, schema creation under an
 advisory lock. Each replica batches its own commits (group commit); a batch is one
-transaction of three statements whatever its size.
+transaction of a few statements whatever its size, the outbox rows of the records it
+stores included (one statement). The outbox's claims, finishes and replays are in
+postgres_outbox.py.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, cast
 
@@ -24,7 +24,6 @@ from hookline.store.base import (
     DeliveryStatus,
     RecordResult,
     ResourceCounters,
-    Store,
     StoreUnavailable,
     WebhookCounters,
     as_utc,
@@ -35,8 +34,12 @@ from hookline.store.base import (
     resource_deltas,
 )
 from hookline.store.groupcommit import DEFAULT_MAX_BATCH, GroupCommitter
+from hookline.store.outbox_sql import NewRow, new_rows
+from hookline.store.postgres_outbox import MIGRATION as OUTBOX_MIGRATION
+from hookline.store.postgres_outbox import PostgresOutboxStore, insert_rows, purge_chunk
+from hookline.store.postgres_outbox import unavailable as _unavailable
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 MIGRATIONS: list[list[str]] = [
     [
@@ -100,6 +103,8 @@ MIGRATIONS: list[list[str]] = [
             PRIMARY KEY (kind, key)
         )""",
     ],
+    # 3: the outbox, attempts, replays and destination counters (issue 5).
+    OUTBOX_MIGRATION,
 ]
 
 # Rows arrive sorted (resource_deltas): replicas lock counter rows in one order.
@@ -187,19 +192,11 @@ UPSERT_COUNTERS = f"""INSERT INTO webhook_counters AS c (webhook, received, acce
 PURGE_CHUNK = 5000
 
 Row = tuple[Any, ...]
-
-# What a lost, refused or timed-out connection raises; it becomes StoreUnavailable. (A
-# session killed while idle in the pool can also surface as an InternalClientError.)
-_CONNECTION_ERRORS = (
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresError,
-    asyncpg.InterfaceError,
-    asyncpg.exceptions.InternalClientError,
-)
+# What record() queues: the record, its row, and its outbox rows (ids made already).
+Ingest = tuple[DeliveryRecord, Row, tuple[NewRow, ...]]
 
 
-class PostgresStore(Store):
+class PostgresStore(PostgresOutboxStore):
     def __init__(
         self,
         dsn: str,
@@ -217,7 +214,7 @@ class PostgresStore(Store):
         self._command_timeout = command_timeout
         self._max_batch = max_batch
         self._pool: asyncpg.Pool | None = None
-        self._committer: GroupCommitter[tuple[DeliveryRecord, Row], RecordResult] | None = None
+        self._committer: GroupCommitter[Ingest, RecordResult] | None = None
         self._force_sync_commit = False
         self._batches_before = 0
 
@@ -268,19 +265,19 @@ class PostgresStore(Store):
 
     async def record(self, record: DeliveryRecord) -> RecordResult:
         # Converted in the caller's task: a bad record fails alone, not its batch.
-        row = _to_row(record)
+        row, outbox = _to_row(record), new_rows(record)
         if self._committer is None:
             raise StoreUnavailable("the store is not open")
-        return await self._committer.submit((record, row))
+        return await self._committer.submit((record, row, outbox))
 
-    async def _commit_batch(self, batch: list[tuple[DeliveryRecord, Row]]) -> list[RecordResult]:
+    async def _commit_batch(self, batch: list[Ingest]) -> list[RecordResult]:
         # Insert in (webhook, dedup_key) order: two replicas inserting the same keys in
         # opposite orders would otherwise wait on each other's unique-index entries.
         # Only the first record of a key in this batch is sent; later ones are answered
         # with whatever id that key resolves to.
         first: dict[tuple[str, str], DeliveryRecord] = {}
         sent: list[tuple[DeliveryRecord, Row]] = []
-        for record, row in batch:
+        for record, row, _ in batch:
             if record.dedup_key is not None:
                 key = (record.webhook, record.dedup_key)
                 if key in first:
@@ -303,7 +300,7 @@ class PostgresStore(Store):
                     ORIGINALS, [k[0] for k in conflicted], [k[1] for k in conflicted]
                 ):
                     originals[(r["webhook"], r["dedup_key"])] = r["id"]
-            stored = [rec for rec, _ in batch if rec.id in inserted]
+            stored = [rec for rec, _, _ in batch if rec.id in inserted]
             deltas = sorted(counter_deltas(stored).items())
             if deltas:
                 await conn.execute(
@@ -344,9 +341,13 @@ class PostgresStore(Store):
                         strict=True,
                     ),
                 )
+            # A duplicate's rows are never written; the batch's rows take one statement.
+            await insert_rows(
+                conn, [r for rec, _, rows in batch if rec.id in inserted for r in rows]
+            )
             # Resolved before COMMIT: if this fails, nothing of the batch is stored.
             results: list[RecordResult] = []
-            for record, _ in batch:
+            for record, _, _ in batch:
                 if record.dedup_key is None:
                     results.append(RecordResult(record.id))
                     continue
@@ -365,19 +366,17 @@ class PostgresStore(Store):
     async def purge_expired(self, now: datetime) -> int:
         cutoff = as_utc(now)
         total = 0
+        pool = self._pool
+        if pool is None:
+            raise StoreUnavailable("the store is not open")
         while True:
             # Chunks in their own transactions keep row locks short; SKIP LOCKED lets
             # two replicas purging at once share the work instead of queueing.
-            status = await self._call(
-                "execute",
-                """DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries
-                    WHERE expires_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)""",
-                cutoff,
-                PURGE_CHUNK,
-            )
-            count = int(str(status).rsplit(" ", 1)[-1])
+            with _unavailable("PostgreSQL purge failed"):
+                async with pool.acquire() as conn, conn.transaction():
+                    considered, count = await purge_chunk(conn, cutoff, PURGE_CHUNK)
             total += count
-            if count < PURGE_CHUNK:
+            if considered < PURGE_CHUNK:
                 return total
 
     # Reads.
@@ -502,14 +501,6 @@ async def _migrate(conn: PoolConnectionProxy[asyncpg.Record]) -> None:
             for statement in MIGRATIONS[version - 1]:
                 await conn.execute(statement)
             await conn.execute("INSERT INTO schema_version (version) VALUES ($1)", version)
-
-
-@contextmanager
-def _unavailable(what: str) -> Iterator[None]:
-    try:
-        yield
-    except _CONNECTION_ERRORS as exc:
-        raise StoreUnavailable(f"{what}: {type(exc).__name__}: {exc}") from exc
 
 
 def _escape_bytea(data: bytes) -> str:

@@ -4,7 +4,9 @@ The standard-library sqlite3 module blocks, so each connection lives on its own
 single-thread executor: the writer connection commits whole batches (one executor call
 per batch, so a transaction never interleaves with another), and a separate reader
 connection serves the admin API without waiting behind commits (WAL readers do not
-block the writer, nor the writer them).
+block the writer, nor the writer them). A batch also writes the outbox rows of the
+records it stores; the outbox's own writes (claims, finishes, replays) are further jobs
+of the same writer thread (sqlite_outbox.py).
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ from hookline.store.base import (
     DeliveryStatus,
     RecordResult,
     ResourceCounters,
-    Store,
     StoreUnavailable,
     WebhookCounters,
     as_utc,
@@ -34,10 +35,16 @@ from hookline.store.base import (
     resource_deltas,
 )
 from hookline.store.groupcommit import DEFAULT_MAX_BATCH, GroupCommitter
+from hookline.store.outbox_sql import NewRow, new_rows
+from hookline.store.sqlite_outbox import MIGRATION as OUTBOX_MIGRATION
+from hookline.store.sqlite_outbox import SQLiteOutboxStore, insert_rows, purge_chunk
+from hookline.store.sqlite_outbox import parse_ts as _parse_ts
+from hookline.store.sqlite_outbox import rollback as _rollback
+from hookline.store.sqlite_outbox import ts as _ts
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Each entry migrates from version i to i + 1. Statements are idempotent so that a
 # half-applied migration (impossible inside one transaction, but cheap insurance) heals.
@@ -105,6 +112,8 @@ MIGRATIONS: list[list[str]] = [
             PRIMARY KEY (kind, key)
         )""",
     ],
+    # 3: the outbox, attempts, replays and destination counters (issue 5).
+    OUTBOX_MIGRATION,
 ]
 
 UPSERT_RESOURCE_COUNTS = """INSERT INTO resource_counters (kind, key, counter, value)
@@ -163,9 +172,11 @@ PURGE_CHUNK = 5000
 
 Row = tuple[Any, ...]
 Rows = list[Row]  # an alias: inside the class, `list` is the method
+# What record() queues: the record, its row, and its outbox rows (ids made already).
+Ingest = tuple[DeliveryRecord, Row, tuple[NewRow, ...]]
 
 
-class SQLiteStore(Store):
+class SQLiteStore(SQLiteOutboxStore):
     def __init__(
         self,
         path: str,
@@ -183,7 +194,7 @@ class SQLiteStore(Store):
         self._reader_pool: ThreadPoolExecutor | None = None
         self._writer: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
-        self._committer: GroupCommitter[tuple[DeliveryRecord, Row], RecordResult] | None = None
+        self._committer: GroupCommitter[Ingest, RecordResult] | None = None
         self._batches_before = 0
 
     @property
@@ -206,12 +217,14 @@ class SQLiteStore(Store):
             self._commit_batch, max_batch=self._max_batch, name="sqlite-group-commit"
         )
         self._committer.start()
+        self._start_outbox()
 
     async def close(self) -> None:
         committer, self._committer = self._committer, None
         if committer is not None:
             await committer.close()
             self._batches_before = committer.committed_batches
+        await self._stop_outbox()
         for pool, conn in ((self._writer_pool, self._writer), (self._reader_pool, self._reader)):
             if pool is not None:
                 if conn is not None:
@@ -279,16 +292,16 @@ class SQLiteStore(Store):
     async def record(self, record: DeliveryRecord) -> RecordResult:
         # Converted here, in the caller's task: a record that cannot be stored fails
         # alone with ValueError instead of failing its whole batch.
-        row = _to_row(record)
+        row, outbox = _to_row(record), new_rows(record)
         if self._committer is None:
             raise StoreUnavailable("the store is not open")
-        return await self._committer.submit((record, row))
+        return await self._committer.submit((record, row, outbox))
 
-    async def _commit_batch(self, batch: list[tuple[DeliveryRecord, Row]]) -> list[RecordResult]:
+    async def _commit_batch(self, batch: list[Ingest]) -> list[RecordResult]:
         assert self._writer_pool is not None
         return await self._run(self._writer_pool, self._write_batch, batch)
 
-    def _write_batch(self, batch: list[tuple[DeliveryRecord, Row]]) -> list[RecordResult]:
+    def _write_batch(self, batch: list[Ingest]) -> list[RecordResult]:
         conn = self._writer
         if conn is None:
             raise StoreUnavailable("the store is closed")
@@ -298,10 +311,12 @@ class SQLiteStore(Store):
         try:
             results: list[RecordResult] = []
             stored: list[DeliveryRecord] = []
-            for record, row in batch:
+            outbox: list[NewRow] = []
+            for record, row, rows in batch:
                 if conn.execute(INSERT, row).rowcount == 1:
                     results.append(RecordResult(record.id))
                     stored.append(record)
+                    outbox += rows  # a duplicate's rows are never written
                     continue
                 # Conflict on (webhook, dedup_key): answer with the id stored first,
                 # which may be earlier in this very batch.
@@ -342,6 +357,7 @@ class SQLiteStore(Store):
                     for (kind, key), (at, delivery_id, error) in resources.errors.items()
                 ],
             )
+            insert_rows(conn, outbox)  # one executemany for the whole batch
             conn.execute("COMMIT")
         except BaseException:
             _rollback(conn)
@@ -362,11 +378,7 @@ class SQLiteStore(Store):
     def _purge_chunk(self, conn: sqlite3.Connection, cutoff: str | None) -> int:
         conn.execute("BEGIN IMMEDIATE")
         try:
-            count = conn.execute(
-                """DELETE FROM deliveries WHERE rowid IN (SELECT rowid FROM deliveries
-                    WHERE expires_at < ? LIMIT ?)""",
-                (cutoff, PURGE_CHUNK),
-            ).rowcount
+            count = purge_chunk(conn, cutoff, PURGE_CHUNK)
             conn.execute("COMMIT")
         except BaseException:
             _rollback(conn)
@@ -480,18 +492,6 @@ class SQLiteStore(Store):
 _SEARCHED = ("id", "dedup_key", "reason", "message", "CAST(body AS TEXT)")
 
 
-def _ts(moment: datetime | None) -> str | None:
-    """Fixed-width UTC text, so that text order is time order (isoformat() drops the
-    microseconds when they are zero, which would break that)."""
-    if moment is None:
-        return None
-    return as_utc(moment).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _parse_ts(text: str | None) -> datetime | None:
-    return None if text is None else datetime.fromisoformat(text)
-
-
 def _to_row(record: DeliveryRecord) -> Row:
     return (
         record.id,
@@ -532,11 +532,3 @@ def _from_row(row: Row) -> DeliveryRecord:
         dedup_key=row[13],
         expires_at=_parse_ts(row[14]),
     )
-
-
-def _rollback(conn: sqlite3.Connection) -> None:
-    if conn.in_transaction:
-        try:
-            conn.execute("ROLLBACK")
-        except sqlite3.Error:
-            pass  # the original error is the one worth raising

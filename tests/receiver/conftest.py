@@ -20,6 +20,7 @@ from tests.support.clock import FakeClock
 
 NS = "t"
 START = 1_800_000_000.0  # a fixed wall-clock time (2027-01-15)
+SIGNING_SECRET = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"  # what hookline signs with
 SECRETS = {
     "gh": "gh-secret",
     "hm": "hm-secret",
@@ -80,6 +81,14 @@ def write_manifests(directory: Path, webhooks: list[dict[str, Any]] = WEBHOOKS) 
         }
         for name, value in SECRETS.items()
     ]
+    secrets.append(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "signing", "namespace": NS},
+            "stringData": {"standard": SIGNING_SECRET, "hmac": "forward-hmac-secret"},
+        }
+    )
     (directory / "webhooks.yaml").write_text(yaml.safe_dump_all(webhooks))
     (directory / "secrets.yaml").write_text(yaml.safe_dump_all(secrets))
     return directory
@@ -117,16 +126,25 @@ async def receiver(tmp_path: Path, aiohttp_client: MakeClient) -> AsyncIterator[
 
 
 async def start_receiver(
-    tmp_path: Path, aiohttp_client: MakeClient, documents: list[dict[str, Any]]
+    tmp_path: Path,
+    aiohttp_client: MakeClient,
+    documents: list[dict[str, Any]],
+    *,
+    store_url: str | None = None,
+    dispatch_concurrency: int = 0,
 ) -> Receiver:
-    """A receiver serving `documents` (Webhooks, EventTypes, EventFilters) + SECRETS."""
+    """A receiver serving `documents` (Webhooks, EventTypes, EventFilters) + SECRETS.
+
+    The dispatcher is off unless asked for: tests of forwarding drive their own with
+    the fake clocks (tests/receiver/test_dispatch.py)."""
     manifests = write_manifests(tmp_path / "manifests", documents)
     wall, monotonic = FakeClock(START), FakeClock(1000.0)
     settings = Settings(
-        store_url=f"sqlite:///{tmp_path / 'hookline.db'}",
+        store_url=store_url or f"sqlite:///{tmp_path / 'hookline.db'}",
         load_config=manifests_loader(manifests),
         wall_clock=wall,
         monotonic=monotonic,
+        dispatch_concurrency=dispatch_concurrency,
     )
     ingest_app = create_app(settings)
     ingest = await aiohttp_client(ingest_app)

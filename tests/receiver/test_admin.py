@@ -92,6 +92,12 @@ async def test_stats(receiver: Receiver) -> None:
         "lastReceivedAt": "2027-01-15T08:00:05Z",
         "lastDeliveryID": last,
         "lastError": None,
+        # t/open has no destinations: nothing to forward.
+        "delivered": 0,
+        "failed": 0,
+        "deadLettered": 0,
+        "pending": 0,
+        "destinations": {},
     }
     assert first != last
     bearer = stats["webhooks"]["t/bearer"]

@@ -432,7 +432,7 @@ async def test_sqlite_is_wal_with_full_sync_and_versioned(sqlite_backend: Backen
     await sqlite_backend.open_store()  # a second open migrates nothing
     with closing(sqlite3.connect(sqlite_backend.location)) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(1,), (2,)]
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(1,), (2,), (3,)]
 
 
 async def test_sqlite_locked_database_is_unavailable_and_reads_go_on(

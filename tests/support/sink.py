@@ -1,0 +1,55 @@
+"""A destination for tests: a real aiohttp server on loopback that answers from a
+script (e.g. fail twice, then succeed) and keeps every request it received."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+
+@dataclass(frozen=True)
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Sink:
+    # Answers to give, in order, as (status, headers); when empty, `default`.
+    script: deque[tuple[int, dict[str, str]]] = field(default_factory=deque)
+    default: int = 200
+    received: list[Received] = field(default_factory=list)
+    server: TestServer | None = None
+
+    def url(self, path: str = "/events") -> str:
+        assert self.server is not None
+        return str(self.server.make_url(path))
+
+    def then(self, status: int, times: int = 1, /, **headers: str) -> Sink:
+        for _ in range(times):
+            self.script.append((status, headers))
+        return self
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        self.received.append(Received(request.path, dict(request.headers), body))
+        status, headers = self.script.popleft() if self.script else (self.default, {})
+        return web.json_response({"status": status}, status=status, headers=headers)
+
+    async def start(self) -> Sink:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self.handle)
+        self.server = TestServer(app)
+        await self.server.start_server()
+        return self
+
+    async def close(self) -> None:
+        if self.server is not None:
+            await self.server.close()
+
+    def ids(self, header: str = "X-Hookline-Delivery") -> list[str]:
+        return [r.headers[header] for r in self.received]
