@@ -247,7 +247,7 @@ async def test_replay_with_modified_body_to_one_destination(
 async def test_batch_replay_of_dead_letters(
     receiver: Receiver, dispatcher: Dispatcher, sink: Sink
 ) -> None:
-    sink.then(400, times=2)
+    sink.then(400, 2)
     failed = [await _deliver(receiver), await _deliver(receiver)]
     ok = await _deliver(receiver)
     await dispatcher.run_once()
