@@ -111,6 +111,7 @@ def cmd_receiver(args: argparse.Namespace) -> int:
         trusted_proxies=proxies,
         purge_interval=args.purge_interval,
         dispatch_concurrency=args.dispatch_concurrency,
+        dispatch_lease_margin=args.dispatch_lease_margin,
     )
     try:
         asyncio.run(
@@ -168,6 +169,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=16,
         help="sends to destinations at once (0: this replica only ingests)",
+    )
+    receiver.add_argument(
+        "--dispatch-lease-margin",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="how long past a destination's timeout before a dead sender's row is retaken",
     )
     receiver.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
     receiver.set_defaults(func=cmd_receiver)

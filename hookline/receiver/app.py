@@ -95,6 +95,7 @@ async def dispatch_ctx(app: web.Application) -> AsyncIterator[None]:
         now=state.now,
         concurrency=settings.dispatch_concurrency,
         poll_interval=settings.dispatch_poll_interval,
+        lease_margin=settings.dispatch_lease_margin,
         breakers=Breakers(clock=settings.monotonic),
         wakeup=state.dispatch_wakeup,
     )

@@ -53,6 +53,7 @@ class Dispatcher:
     now: Callable[[], datetime]  # the wall clock, injected so tests move time by hand
     concurrency: int = 16
     poll_interval: float = 1.0
+    lease_margin: float = LEASE_MARGIN
     owner: str = field(default_factory=owner_id)
     breakers: Breakers = field(default_factory=Breakers)
     sessions: ClientSessions = field(default_factory=ClientSessions)
@@ -117,7 +118,7 @@ class Dispatcher:
     async def _claim(self, limit: int) -> list[OutboxTask]:
         skip = self.breakers.blocked() | set(self.suspended)
         now = self.now()
-        lease = LEASE_MARGIN + max(
+        lease = self.lease_margin + max(
             (d.timeout for r in self.config.routes.values() for d in r.destinations),
             default=10.0,
         )

@@ -31,6 +31,9 @@ class Settings:
     # replica that only ingests, or tests that drive the dispatcher by hand).
     dispatch_concurrency: int = 16
     dispatch_poll_interval: float = 1.0
+    # How long past a destination's timeout a send's lease lasts: after that, another
+    # replica (or this one, restarted) may take over a row whose sender died.
+    dispatch_lease_margin: float = 30.0
     # Injected so tests control time: wall clock for timestamps and tolerances,
     # monotonic clock for rate limits.
     wall_clock: Clock = time.time

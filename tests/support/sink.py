@@ -3,7 +3,9 @@ script (e.g. fail twice, then succeed) and keeps every request it received."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -24,6 +26,8 @@ class Sink:
     default: int = 200
     received: list[Received] = field(default_factory=list)
     server: TestServer | None = None
+    delay: float = 0.0  # seconds before answering: a slow destination
+    _arrived: asyncio.Condition = field(default_factory=asyncio.Condition)
 
     def url(self, path: str = "/events") -> str:
         assert self.server is not None
@@ -37,6 +41,10 @@ class Sink:
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.read()
         self.received.append(Received(request.path, dict(request.headers), body))
+        async with self._arrived:
+            self._arrived.notify_all()
+        if self.delay:
+            await asyncio.sleep(self.delay)
         status, headers = self.script.popleft() if self.script else (self.default, {})
         return web.json_response({"status": status}, status=status, headers=headers)
 
@@ -50,6 +58,15 @@ class Sink:
     async def close(self) -> None:
         if self.server is not None:
             await self.server.close()
+
+    async def wait_until(self, predicate: Callable[[Sink], bool], seconds: float) -> bool:
+        """Wait (without polling) until `predicate(self)` holds; False after `seconds`."""
+        async with self._arrived:
+            try:
+                await asyncio.wait_for(self._arrived.wait_for(lambda: predicate(self)), seconds)
+            except TimeoutError:
+                return False
+        return True
 
     def ids(self, header: str = "X-Hookline-Delivery") -> list[str]:
         return [r.headers[header] for r in self.received]
