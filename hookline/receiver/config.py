@@ -68,7 +68,8 @@ class Route:
     dedup_header: str | None
     dedup_path: jsonpath_rfc9535.JSONPathQuery | None
     retention_seconds: float
-    requires_json: bool
+    requires_json: bool  # refuse what is not JSON (415/400)
+    reads_body: bool  # parse a JSON body when one is sent (an EventType may look inside)
     event_types: EventTypeRegistry
     unknown_event_types: str  # accept | reject
     filters: tuple[tuple[str, CompiledFilter], ...]  # (<namespace>/<name>, filter)
@@ -172,6 +173,11 @@ def _route(
         dedup_path=dedup_path,
         retention_seconds=webhook.retention_seconds,
         requires_json=requires_json,
+        reads_body=requires_json
+        or any(
+            c.resource.spec.match.body is not None or c.resource.spec.schema_ is not None
+            for c in event_types.allowed
+        ),
         event_types=event_types,
         unknown_event_types=spec.unknown_event_types,
         filters=filters,

@@ -55,11 +55,22 @@ def new_delivery_id(now: float | None = None) -> str:
         random_part = int.from_bytes(os.urandom(10), "big") >> 1  # room to count up
     _last_id = (millis, random_part)
     value = (millis << 80) | random_part
-    chars = []
-    for _ in range(26):
-        chars.append(_CROCKFORD[value & 31])
-        value >>= 5
-    return "".join(reversed(chars))
+    return encode_ulid(value)
+
+
+_RFC4648 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+_TO_CROCKFORD = bytes.maketrans(_RFC4648, _CROCKFORD.encode())
+
+
+def encode_ulid(value: int) -> str:
+    """128 bits as 26 Crockford base32 characters (130 bits, the top two zero).
+
+    base64.b32encode does the work in C (the ingest path makes one id per request):
+    shifted left by 6, the 130-bit number fills the top of 17 bytes, whose first 26
+    base32 characters are exactly its digits; then the alphabet is mapped to Crockford's.
+    """
+    digits = base64.b32encode((value << 6).to_bytes(17, "big"))[:26]
+    return digits.translate(_TO_CROCKFORD).decode()
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ from hookline.store.postgres_outbox import MIGRATION as OUTBOX_MIGRATION
 from hookline.store.postgres_outbox import PostgresOutboxStore, insert_rows, purge_chunk
 from hookline.store.postgres_outbox import unavailable as _unavailable
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 MIGRATIONS: list[list[str]] = [
     [
@@ -105,6 +105,14 @@ MIGRATIONS: list[list[str]] = [
     ],
     # 3: the outbox, attempts, replays and destination counters (issue 5).
     OUTBOX_MIGRATION,
+    # 4: lz4 for bodies where the server has it: pglz cost four times the CPU per 10 KB
+    # body (docs/benchmarks.md). A server built without lz4 keeps pglz.
+    [
+        """DO $$ BEGIN
+            ALTER TABLE deliveries ALTER COLUMN body SET COMPRESSION lz4;
+        EXCEPTION WHEN feature_not_supported OR invalid_parameter_value THEN NULL;
+        END $$""",
+    ],
 ]
 
 # Rows arrive sorted (resource_deltas): replicas lock counter rows in one order.
