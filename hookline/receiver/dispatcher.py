@@ -185,6 +185,11 @@ class Dispatcher:
             log.warning("lease on outbox row %s expired before it was finished", task.id)
         self.metrics.attempts.labels(task.webhook, task.destination, outcome).inc()
 
+    async def _fail_unsent(self, task: OutboxTask, now: datetime, why: str) -> None:
+        """Fail a row without sending it, keeping why as its attempt's error."""
+        attempt = self._attempt(task, now, 0.0, None, why, b"", "failed")
+        await self._finish(task, "failed", attempt=attempt)
+
     async def _process(self, task: OutboxTask) -> None:
         now = self.now()
         route = self.config.route_for(task.webhook)
@@ -192,19 +197,7 @@ class Dispatcher:
         if dest is None:
             # The destination was removed from the Webhook: a person decided it goes
             # nowhere now. Fail the row so it is visible and replayable.
-            await self._finish(
-                task,
-                "failed",
-                attempt=self._attempt(
-                    task,
-                    now,
-                    0.0,
-                    None,
-                    "the destination is no longer in the Webhook's spec",
-                    b"",
-                    "failed",
-                ),
-            )
+            await self._fail_unsent(task, now, "the destination is no longer in the Webhook's spec")
             return
         policy = RetryPolicy.from_spec(dest.spec.retry)
         if now >= policy.deadline(task.created_at):
@@ -223,19 +216,7 @@ class Dispatcher:
             return
         record = await self.store.get(task.delivery_id)
         if record is None:
-            await self._finish(
-                task,
-                "failed",
-                attempt=self._attempt(
-                    task,
-                    now,
-                    0.0,
-                    None,
-                    "the delivery was purged before it could be sent",
-                    b"",
-                    "failed",
-                ),
-            )
+            await self._fail_unsent(task, now, "the delivery was purged before it could be sent")
             return
         request = build_request(dest, record, task.body, now)
         session = self.sessions.for_destination(dest.allow_link_local)

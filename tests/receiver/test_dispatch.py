@@ -318,3 +318,23 @@ async def test_stats_count_destinations(
         'hookline_dispatch_attempts_total{destination="bot",outcome="delivered",webhook="t/fwd"}'
         in metrics
     )
+
+
+async def test_a_removed_destination_fails_its_rows_visibly(
+    receiver: Receiver, dispatcher: Dispatcher, sink: Sink
+) -> None:
+    import yaml
+
+    from hookline.receiver.app import reload_config
+
+    delivery = await _deliver(receiver)
+    documents = _documents(sink)
+    documents[-1]["spec"]["destinations"] = documents[-1]["spec"]["destinations"][1:]
+    (receiver.manifests / "webhooks.yaml").write_text(yaml.safe_dump_all(documents))
+    await reload_config(receiver.ingest.app)
+    assert dispatcher.config is receiver.state.config  # the dispatcher follows reloads
+    await dispatcher.run_once()
+    detail = await receiver.delivery(delivery)
+    assert detail["destinations"][0]["state"] == "failed"
+    assert detail["attempts"][0]["error"] == "the destination is no longer in the Webhook's spec"
+    assert sink.received == []
