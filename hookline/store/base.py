@@ -13,10 +13,10 @@ import builtins
 import os
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from .outbox import (
     Attempt,
@@ -370,3 +370,43 @@ def resource_deltas(records: list[DeliveryRecord]) -> ResourceDeltas:
     deltas.counts = dict(sorted(deltas.counts.items()))
     deltas.errors = dict(sorted(deltas.errors.items()))
     return deltas
+
+
+def delivery_conditions(
+    query: DeliveryQuery | ReplaySelector,
+    param: Callable[[Any], str],
+    *,
+    alias: str = "",
+    moment: Callable[[datetime], Any] = as_utc,
+) -> builtins.list[str]:
+    """WHERE conditions on deliveries that listing and batch replay share: webhook,
+    status, event type and the received_at window (since inclusive, until exclusive).
+
+    `param(value)` keeps the value and returns its placeholder ("?" or "$n");
+    `moment` turns a time into what the store compares received_at with.
+    """
+    column = f"{alias}." if alias else ""
+    where = [
+        f"{column}{name} = {param(value)}"
+        for name, value in (
+            ("webhook", query.webhook),
+            ("status", query.status),
+            ("event_type", query.event_type),
+        )
+        if value is not None
+    ]
+    if query.since is not None:
+        where.append(f"{column}received_at >= {param(moment(query.since))}")
+    if query.until is not None:
+        where.append(f"{column}received_at < {param(moment(query.until))}")
+    return where
+
+
+def qmark(params: builtins.list[Any]) -> Callable[[Any], str]:
+    """A `param` for delivery_conditions with SQLite's "?" placeholders."""
+
+    def param(value: Any) -> str:
+        params.append(value)
+        return "?"
+
+    return param

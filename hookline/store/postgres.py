@@ -29,6 +29,7 @@ from hookline.store.base import (
     as_utc,
     counter_deltas,
     decode_cursor,
+    delivery_conditions,
     encode_cursor,
     page_limit,
     resource_deltas,
@@ -404,17 +405,7 @@ class PostgresStore(PostgresOutboxStore):
             params.append(value)
             return f"${len(params)}"
 
-        for column, value in (
-            ("webhook", query.webhook),
-            ("status", query.status),
-            ("event_type", query.event_type),
-        ):
-            if value is not None:
-                where.append(f"{column} = {param(value)}")
-        if query.since is not None:
-            where.append(f"received_at >= {param(as_utc(query.since))}")
-        if query.until is not None:
-            where.append(f"received_at < {param(as_utc(query.until))}")
+        where += delivery_conditions(query, param)
         if query.cursor is not None:
             at, after_id = decode_cursor(query.cursor)
             where.append(f"(received_at, id) < ({param(as_utc(at))}, {param(after_id)})")

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 import asyncpg
 
-from hookline.store.base import Store, StoreUnavailable, as_utc
+from hookline.store.base import Store, StoreUnavailable, as_utc, delivery_conditions
 from hookline.store.outbox import (
     Attempt,
     DestinationCounters,
@@ -463,17 +463,7 @@ class PostgresOutboxStore(Store):
             params.append(value)
             return f"${len(params)}"
 
-        for column, value in (
-            ("webhook", selector.webhook),
-            ("status", selector.status),
-            ("event_type", selector.event_type),
-        ):
-            if value is not None:
-                where.append(f"d.{column} = {param(value)}")
-        if selector.since is not None:
-            where.append(f"d.received_at >= {param(as_utc(selector.since))}")
-        if selector.until is not None:
-            where.append(f"d.received_at < {param(as_utc(selector.until))}")
+        where += delivery_conditions(selector, param, alias="d")
         one = None if selector.destination is None else param(selector.destination)
         if selector.destination_state is not None:
             where.append(latest_chain_in_state(selector, "d.id", one))

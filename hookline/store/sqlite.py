@@ -30,8 +30,10 @@ from hookline.store.base import (
     as_utc,
     counter_deltas,
     decode_cursor,
+    delivery_conditions,
     encode_cursor,
     page_limit,
+    qmark,
     resource_deltas,
 )
 from hookline.store.groupcommit import DEFAULT_MAX_BATCH, GroupCommitter
@@ -398,20 +400,7 @@ class SQLiteStore(SQLiteOutboxStore):
         limit = page_limit(query.limit)
         where: list[str] = []
         params: list[Any] = []
-        for column, value in (
-            ("webhook", query.webhook),
-            ("status", query.status),
-            ("event_type", query.event_type),
-        ):
-            if value is not None:
-                where.append(f"{column} = ?")
-                params.append(value)
-        if query.since is not None:
-            where.append("received_at >= ?")
-            params.append(_ts(as_utc(query.since)))
-        if query.until is not None:
-            where.append("received_at < ?")
-            params.append(_ts(as_utc(query.until)))
+        where += delivery_conditions(query, qmark(params), moment=lambda t: _ts(as_utc(t)))
         if query.cursor is not None:
             at, after_id = decode_cursor(query.cursor)
             where.append("(received_at, id) < (?, ?)")

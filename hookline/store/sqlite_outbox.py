@@ -17,7 +17,7 @@ from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
-from hookline.store.base import Store, StoreUnavailable, as_utc
+from hookline.store.base import Store, StoreUnavailable, as_utc, delivery_conditions, qmark
 from hookline.store.groupcommit import GroupCommitter
 from hookline.store.outbox import (
     Attempt,
@@ -341,20 +341,7 @@ class SQLiteOutboxStore(Store):
     async def select_for_replay(self, selector: ReplaySelector) -> list[str]:
         where: list[str] = []
         params: list[Any] = []
-        for column, value in (
-            ("webhook", selector.webhook),
-            ("status", selector.status),
-            ("event_type", selector.event_type),
-        ):
-            if value is not None:
-                where.append(f"d.{column} = ?")
-                params.append(value)
-        if selector.since is not None:
-            where.append("d.received_at >= ?")
-            params.append(ts(selector.since))
-        if selector.until is not None:
-            where.append("d.received_at < ?")
-            params.append(ts(selector.until))
+        where += delivery_conditions(selector, qmark(params), alias="d", moment=ts)
         if selector.destination_state is not None:
             one = selector.destination is not None
             where.append(latest_chain_in_state(selector, "d.id", "?" if one else None))
