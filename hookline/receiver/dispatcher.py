@@ -130,6 +130,11 @@ class Dispatcher:
         except StoreUnavailable as exc:
             log.warning("cannot claim outbox rows, will retry: %s", exc)
             return 0
+        except Exception:
+            # Whatever went wrong, the loop must live on: a dead dispatcher would leave
+            # every accepted delivery unsent until a restart. The poll retries.
+            log.exception("claiming outbox rows failed, will retry")
+            return 0
         for task in tasks:
             running = asyncio.create_task(self.process(task))
             self._inflight.add(running)

@@ -338,3 +338,31 @@ async def test_a_removed_destination_fails_its_rows_visibly(
     assert detail["destinations"][0]["state"] == "failed"
     assert detail["attempts"][0]["error"] == "the destination is no longer in the Webhook's spec"
     assert sink.received == []
+
+
+async def test_the_loop_survives_a_failing_claim(
+    receiver: Receiver, dispatcher: Dispatcher, sink: Sink
+) -> None:
+    import asyncio
+
+    real_claim = dispatcher.store.claim_tasks
+    failures = 0
+
+    async def claim_that_fails_once(*args: Any, **kwargs: Any) -> Any:
+        nonlocal failures
+        if failures == 0:
+            failures += 1
+            raise RuntimeError("a bug in a store")
+        return await real_claim(*args, **kwargs)
+
+    dispatcher.store.claim_tasks = claim_that_fails_once  # type: ignore[method-assign]
+    dispatcher.poll_interval = 0.01
+    delivery = await _deliver(receiver)
+    loop = asyncio.create_task(dispatcher.run())
+    try:
+        assert await sink.wait_until(lambda s: len(s.received) == 1, seconds=5)
+    finally:
+        loop.cancel()
+        await asyncio.gather(loop, return_exceptions=True)
+    assert failures == 1
+    assert sink.ids() == [delivery]
