@@ -317,8 +317,16 @@ class SQLiteStore(SQLiteOutboxStore):
             results: list[RecordResult] = []
             stored: list[DeliveryRecord] = []
             outbox: list[NewRow] = []
-            for record, row, rows in batch:
-                if conn.execute(INSERT, row).rowcount == 1:
+            # One executemany for the whole batch; only when some insert was skipped (a
+            # duplicate) are the rows looked at one by one.
+            before = conn.total_changes
+            conn.executemany(INSERT, [row for _, row, _ in batch])
+            if conn.total_changes - before == len(batch):
+                present = None  # all stored: the common case
+            else:
+                present = _stored_ids(conn, [record.id for record, _, _ in batch])
+            for record, _, rows in batch:
+                if present is None or record.id in present:
                     results.append(RecordResult(record.id))
                     stored.append(record)
                     outbox += rows  # a duplicate's rows are never written
@@ -524,3 +532,9 @@ def _from_row(row: Row) -> DeliveryRecord:
         dedup_key=row[13],
         expires_at=_parse_ts(row[14]),
     )
+
+
+def _stored_ids(conn: sqlite3.Connection, ids: list[str]) -> set[str]:
+    """Which of `ids` are in the table (a batch is at most a few hundred ids)."""
+    marks = ",".join("?" * len(ids))
+    return {r[0] for r in conn.execute(f"SELECT id FROM deliveries WHERE id IN ({marks})", ids)}
