@@ -47,7 +47,6 @@ import secrets
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -78,10 +77,10 @@ from ingest import (  # noqa: E402  (bench/ is not a package)
     filesystem_of,
     free_port,
     github_signature,
-    machine,
     median,
     postgres_database,
     receiver_command,
+    run_in_workdir,
     standard_webhooks_secret,
     with_database,
     workflow_run_payload,
@@ -493,33 +492,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["client"]:
         return client_main(argv[1:])
     args = parse_args(argv)
-    allowed = os.sched_getaffinity(0)
-    if args.server_cpu == args.client_cpu or not {args.server_cpu, args.client_cpu} <= allowed:
-        print(
-            f"need two distinct usable CPUs for --server-cpu {args.server_cpu} and "
-            f"--client-cpu {args.client_cpu}; this process may use {sorted(allowed)}",
-            file=sys.stderr,
-        )
-        return 2
-    os.sched_setaffinity(0, {args.client_cpu})  # it mostly waits; off the senders' core
-    try:
-        subprocess.run([sys.executable, "-c", "import aiohttp, hookline.cli"], cwd=REPO, check=True)
-    except subprocess.CalledProcessError:
-        print("cannot import hookline: run with the project's .venv/bin/python", file=sys.stderr)
-        return 2
-    info = machine(args.commit)
-    work = Path(tempfile.mkdtemp(prefix="hookline-forward-", dir=args.workdir))
-    try:
-        with contextlib.ExitStack() as stack:
-            return run(args, info, work, stack)
-    except RuntimeError as exc:
-        print(f"bench/forward.py: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        if args.keep:
-            print(f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+    return run_in_workdir(args, run, prefix="hookline-forward-", name="bench/forward.py")
 
 
 def run(

@@ -1120,6 +1120,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    return run_in_workdir(args, run, prefix="hookline-bench-", name="bench/ingest.py")
+
+
+RunFn = Callable[[argparse.Namespace, dict[str, str], Path, contextlib.ExitStack], int]
+
+
+def run_in_workdir(args: argparse.Namespace, run_fn: RunFn, *, prefix: str, name: str) -> int:
+    """What every benchmark does around its measurements (bench/forward.py uses it too):
+    check the two CPUs, move this process off the servers' core, check that hookline
+    imports, then run in a temporary directory removed afterwards (unless --keep)."""
     allowed = os.sched_getaffinity(0)
     if args.server_cpu == args.client_cpu or not {args.server_cpu, args.client_cpu} <= allowed:
         print(
@@ -1139,12 +1149,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
     info = machine(args.commit)
-    work = Path(tempfile.mkdtemp(prefix="hookline-bench-", dir=args.workdir))
+    work = Path(tempfile.mkdtemp(prefix=prefix, dir=args.workdir))
     try:
         with contextlib.ExitStack() as stack:
-            return run(args, info, work, stack)
+            return run_fn(args, info, work, stack)
     except RuntimeError as exc:
-        print(f"bench/ingest.py: {exc}", file=sys.stderr)
+        print(f"{name}: {exc}", file=sys.stderr)
         return 1
     finally:
         if args.keep:
