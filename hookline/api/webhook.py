@@ -384,6 +384,48 @@ class Limits(Model):
         return self
 
 
+class Alerts(Model):
+    """When the Webhook is Degraded (issue 6): too many forwarding outcomes failed over a
+    window, or deliveries were dead-lettered in it.
+
+    The rate counts finished outbox rows (delivered, failed, dead-lettered) of all the
+    Webhook's destinations, from the receiver's cumulative counters; retries still in
+    flight are not outcomes yet. `minDeliveries` keeps one failure out of two from
+    flagging a quiet Webhook.
+    """
+
+    failure_rate: float = Field(
+        default=0.1,
+        ge=0.0,
+        le=1.0,
+        description=(
+            "Degraded when more than this fraction (0..1) of the forwarding outcomes in the "
+            "window failed or were dead-lettered; 1 turns the rate alert off."
+        ),
+    )
+    window: PositiveDuration = Field(
+        default="15m", description="How far back the failure rate and dead letters count."
+    )
+    min_deliveries: int = Field(
+        default=10,
+        ge=1,
+        le=1000000,
+        description="Outcomes the window needs before its failure rate counts.",
+    )
+
+    @field_validator("window")
+    @classmethod
+    def _window_bounds(cls, window: str) -> str:
+        # The operator keeps the window's samples in memory; a week is plenty for an alert.
+        if parse_duration(window).total_seconds() > 7 * 24 * 3600:
+            raise ValueError(f"window {window!r} is longer than 168h")
+        return window
+
+    @property
+    def window_seconds(self) -> float:
+        return parse_duration(self.window).total_seconds()
+
+
 _PATH_SEGMENT = r"[A-Za-z0-9._~-]+"
 WEBHOOK_PATH_PATTERN = rf"^{_PATH_SEGMENT}(/{_PATH_SEGMENT})*$"
 
@@ -441,6 +483,10 @@ class WebhookSpec(Model):
     priority: Literal["low", "normal", "high", "critical"] = "normal"
     limits: Limits = Field(default_factory=Limits)
     retention: PositiveDuration = Field(default="720h", description="How long deliveries are kept.")
+    alerts: Alerts = Field(
+        default_factory=Alerts,
+        description="When the operator sets the Degraded condition (failure rate, dead letters).",
+    )
 
     @field_validator("destinations")
     @classmethod
