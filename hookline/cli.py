@@ -89,16 +89,48 @@ def cmd_receiver(args: argparse.Namespace) -> int:
     import ipaddress
     import logging
 
+    from .receiver.admin_auth import AdminToken, TokenFileError
     from .receiver.server import manifests_loader, serve
-    from .receiver.state import Settings
+    from .receiver.state import ConfigLoader, Settings
 
     logging.basicConfig(
         level=getattr(logging, args.log_level.upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    directory = Path(args.manifests)
-    if not directory.exists():
-        print(f"hookline receiver: --manifests {directory}: no such directory", file=sys.stderr)
+    # Where the configuration comes from (issue 6): --manifests (the standalone
+    # receiver, as before) or --config-source push (the operator PUTs it).
+    source = args.config_source or ("manifests" if args.manifests else None)
+    if source is None:
+        print(
+            "hookline receiver: say where the configuration comes from: "
+            "--manifests DIR or --config-source push",
+            file=sys.stderr,
+        )
+        return 2
+    loader: ConfigLoader | None = None
+    if source == "push":
+        if args.manifests:
+            print(
+                "hookline receiver: --manifests and --config-source push exclude each other",
+                file=sys.stderr,
+            )
+            return 2
+    else:
+        if not args.manifests:
+            print(
+                "hookline receiver: --config-source manifests needs --manifests DIR",
+                file=sys.stderr,
+            )
+            return 2
+        directory = Path(args.manifests)
+        if not directory.exists():
+            print(f"hookline receiver: --manifests {directory}: no such directory", file=sys.stderr)
+            return 2
+        loader = manifests_loader(directory)
+    try:
+        token = AdminToken(Path(args.admin_token_file)) if args.admin_token_file else None
+    except TokenFileError as exc:
+        print(f"hookline receiver: --admin-token-file {exc}", file=sys.stderr)
         return 2
     try:
         proxies = tuple(ipaddress.ip_network(c) for c in args.trusted_proxy)
@@ -107,7 +139,7 @@ def cmd_receiver(args: argparse.Namespace) -> int:
         return 2
     settings = Settings(
         store_url=args.store,
-        load_config=manifests_loader(directory),
+        load_config=loader,
         trusted_proxies=proxies,
         purge_interval=args.purge_interval,
         dispatch_concurrency=args.dispatch_concurrency,
@@ -121,6 +153,7 @@ def cmd_receiver(args: argparse.Namespace) -> int:
                 port=args.port,
                 admin_host=args.admin_host or args.host,
                 admin_port=args.admin_port,
+                admin_token=token,
             )
         )
     except (OSError, ValueError) as exc:
@@ -143,8 +176,16 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--print", action="store_true", help="print them with defaults filled")
     validate.set_defaults(func=cmd_validate)
 
-    receiver = sub.add_parser("receiver", help="run the receiver on manifests (standalone)")
-    receiver.add_argument("--manifests", required=True, help="directory of manifests + Secrets")
+    receiver = sub.add_parser(
+        "receiver", help="run the receiver on manifests (standalone) or pushed by the operator"
+    )
+    receiver.add_argument("--manifests", help="directory of manifests + Secrets")
+    receiver.add_argument(
+        "--config-source",
+        choices=["manifests", "push"],
+        help="manifests (default with --manifests) or push: the operator PUTs the "
+        "configuration to the admin API, and /readyz fails until it has",
+    )
     receiver.add_argument(
         "--store",
         default="sqlite:///hookline.db",
@@ -154,6 +195,12 @@ def build_parser() -> argparse.ArgumentParser:
     receiver.add_argument("--port", type=int, default=8080, help="ingest port")
     receiver.add_argument("--admin-host", help="admin API address (default: --host)")
     receiver.add_argument("--admin-port", type=int, default=8081, help="admin API port")
+    receiver.add_argument(
+        "--admin-token-file",
+        metavar="PATH",
+        help="require Authorization: Bearer <the file's content> on /api/v1/* "
+        "(re-read on SIGHUP); probes and /metrics stay open",
+    )
     receiver.add_argument(
         "--trusted-proxy",
         action="append",

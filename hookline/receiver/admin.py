@@ -1,9 +1,12 @@
 """The admin API (its own port, never the ingest port): delivery history, stats,
-health and metrics. Described by the OpenAPI document in openapi.py."""
+health, metrics, and the configuration the operator pushes (issue 6). Described by
+the OpenAPI document in openapi.py."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import logging
 from datetime import datetime
 from typing import Any
 
@@ -11,12 +14,15 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..store.base import STATUSES, DeliveryQuery, DeliveryRecord, StoreUnavailable
-from .config import describe
+from .bundle import bundle_to_manifests
+from .config import ReceiverConfig, compile_config, describe
 from .openapi import OPENAPI
 from .responses import problem
 from .state import INGEST_APP, STATE, ReceiverState
 
 MAX_LIMIT = 500
+
+log = logging.getLogger(__name__)
 
 
 def _state(request: web.Request) -> ReceiverState:
@@ -253,11 +259,90 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     state = _state(request)
+    if not state.configured.is_set():
+        # Push mode before the operator's first push: Kubernetes sends no traffic to a
+        # replica that would answer every Webhook with 404 (issue 6).
+        return problem(503, "not_configured", "waiting for the operator to PUT /api/v1/config")
     try:
         await state.store.ping()
     except StoreUnavailable as exc:
         return problem(503, "store_unavailable", str(exc))
     return web.json_response({"status": "ready", "configVersion": state.config.version})
+
+
+# --- configuration (issue 6) --------------------------------------------------------
+
+
+def config_description(state: ReceiverState) -> dict[str, Any]:
+    """What is served, without a secret: version, routes, problems, when and whence."""
+    return {
+        **describe(state.config),
+        "configured": state.configured.is_set(),
+        "source": "push" if state.settings.push_mode else "manifests",
+        "loadedAt": _time(state.loaded_at),
+    }
+
+
+def _compile_bundle(payload: Any) -> tuple[ReceiverConfig | None, list[str]]:
+    manifests = bundle_to_manifests(payload)
+    if manifests.errors:
+        return None, manifests.errors
+    config = compile_config(
+        manifests.webhooks, manifests.filters, manifests.event_types, manifests.secrets
+    )
+    return config, []
+
+
+async def get_config(request: web.Request) -> web.Response:
+    return web.json_response(config_description(_state(request)))
+
+
+async def put_config(request: web.Request) -> web.Response:
+    """Swap in a pushed bundle (hookline.receiver.bundle). All or nothing: one document
+    that does not parse refuses the whole bundle and the last good configuration stays
+    in service, as a manifest reload does. Requests in flight finish on their old route."""
+    state = _state(request)
+    if not state.settings.push_mode:
+        # One source of truth per receiver: a push would be undone by the next SIGHUP.
+        return problem(
+            409,
+            "not_push_mode",
+            "this receiver serves --manifests; start it with --config-source push",
+        )
+    try:
+        payload = await request.json()
+    except ValueError:
+        return problem(
+            400,
+            "invalid_config",
+            "the body is not JSON",
+            details={"errors": ["bundle: not JSON"]},
+        )
+    async with state.config_lock:
+        # Compiling a thousand Webhooks' schemas takes a while: off the event loop,
+        # so ingest goes on meanwhile.
+        config, errors = await asyncio.to_thread(_compile_bundle, payload)
+        if config is None:
+            log.error(
+                "pushed configuration refused (%d errors, first: %s); still serving %s",
+                len(errors),
+                errors[0],
+                state.config.version or "nothing",
+            )
+            return problem(
+                400,
+                "invalid_config",
+                f"{len(errors)} document(s) of the configuration do not parse; "
+                "the previous configuration stays in service",
+                details={"errors": errors},
+            )
+        previous = state.config.version
+        state.swap(config)
+    if config.version != previous:
+        log.info("configuration pushed: %s", describe(config))
+        for item in config.problems:
+            log.warning("not served: %s: %s: %s", item.webhook or "-", item.reason, item.message)
+    return web.json_response(config_description(state))
 
 
 async def metrics(request: web.Request) -> web.Response:

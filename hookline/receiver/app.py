@@ -16,8 +16,9 @@ from aiohttp import web
 
 from ..store import open_store
 from ..store.base import StoreUnavailable
+from .admin_auth import ADMIN_TOKEN, AdminToken, require_token
 from .breaker import Breakers
-from .config import INVALID_MANIFEST, describe
+from .config import INVALID_MANIFEST, ReceiverConfig, describe
 from .dispatcher import Dispatcher
 from .responses import problem
 from .routes import setup_admin_routes, setup_ingest_routes
@@ -47,13 +48,20 @@ async def store_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     store = open_store(settings.store_url)
     await store.open()
-    config = await settings.load_config()
-    state = ReceiverState(settings=settings, store=store, config=config)
-    state.swap(config)
-    app[STATE] = state
-    log.info("serving %s", describe(config))
-    for item in config.problems:
-        log.warning("not served: %s: %s: %s", item.webhook or "-", item.reason, item.message)
+    if settings.load_config is None:
+        # Push mode (issue 6): nothing is served, and /readyz says not_configured,
+        # until the operator PUTs a configuration to the admin API.
+        state = ReceiverState(settings=settings, store=store, config=ReceiverConfig())
+        app[STATE] = state
+        log.info("waiting for a configuration on PUT /api/v1/config (push mode)")
+    else:
+        config = await settings.load_config()
+        state = ReceiverState(settings=settings, store=store, config=config)
+        state.swap(config)
+        app[STATE] = state
+        log.info("serving %s", describe(config))
+        for item in config.problems:
+            log.warning("not served: %s: %s: %s", item.webhook or "-", item.reason, item.message)
     yield
     # aiohttp has finished in-flight requests by now; close() commits what is queued.
     await store.close()
@@ -99,7 +107,15 @@ async def dispatch_ctx(app: web.Application) -> AsyncIterator[None]:
         breakers=Breakers(clock=settings.monotonic),
         wakeup=state.dispatch_wakeup,
     )
-    task = asyncio.create_task(state.dispatcher.run(), name="dispatcher")
+    dispatcher = state.dispatcher
+
+    async def run() -> None:
+        # Not before the first configuration: with an empty one, every claimed row's
+        # Webhook would look removed and its rows would fail (push mode, issue 6).
+        await state.configured.wait()
+        await dispatcher.run()
+
+    task = asyncio.create_task(run(), name="dispatcher")
     yield
     # In-flight sends are cancelled; their leases run out and the rows are sent
     # again after a restart (at least once).
@@ -111,8 +127,12 @@ async def dispatch_ctx(app: web.Application) -> AsyncIterator[None]:
 async def reload_config(app: web.Application) -> None:
     """Load the configuration again and swap it in; on failure keep serving the old."""
     state = app[STATE]
+    load = state.settings.load_config
+    if load is None:
+        log.info("push mode: the configuration changes only by PUT /api/v1/config")
+        return
     try:
-        config = await state.settings.load_config()
+        config = await load()
     except Exception:
         log.exception("configuration reload failed; still serving version %s", state.config.version)
         return
@@ -136,8 +156,19 @@ def create_app(settings: Settings) -> web.Application:
     return app
 
 
-def create_admin_app(ingest_app: web.Application) -> web.Application:
-    app = web.Application(middlewares=[json_errors])
+# A pushed configuration holds every resource with its EventType schemas: far more
+# than aiohttp's 1 MiB default for a thousand Webhooks (issue 6 benchmark).
+MAX_ADMIN_BODY_BYTES = 64 * 1024 * 1024
+
+
+def create_admin_app(
+    ingest_app: web.Application, token: AdminToken | None = None
+) -> web.Application:
+    """The admin app; `token` (default: none, the API is open) guards /api/v1/*."""
+    app = web.Application(
+        middlewares=[json_errors, require_token], client_max_size=MAX_ADMIN_BODY_BYTES
+    )
     app[INGEST_APP] = ingest_app
+    app[ADMIN_TOKEN] = token or AdminToken()
     setup_admin_routes(app)
     return app

@@ -40,6 +40,10 @@ MISSING_SECRET_REF = "SecretRefRequired"
 EVENT_TYPE_INVALID = "EventTypeInvalid"
 PATH_CONFLICT = "PathConflict"
 BAD_SECRET = "SecretInvalid"
+# Secret rotation (issue 6): while `<key>.previous` is in the referenced Secret, the old
+# value stays valid beside the new one. The operator writes it on rotation and removes
+# it when the overlap window (24 h by default) ends; the receiver only reads it.
+PREVIOUS_SECRET_SUFFIX = ".previous"
 
 
 @dataclass(frozen=True)
@@ -105,16 +109,26 @@ Secrets = Mapping[tuple[str, str], Mapping[str, bytes]]
 
 
 def auth_secrets(webhook: Webhook, secrets: Secrets) -> list[bytes]:
-    """The secrets callers may authenticate with (one; two during a rotation, issue 6)."""
+    """The secrets callers may authenticate with: the current one, and during a
+    rotation's overlap window the previous one too (issue 6)."""
     ref = webhook.spec.auth.secret_ref
     if ref is None:
         return []
     data = secrets.get((webhook.metadata.namespace or "default", ref.name), {})
-    return [data[ref.key]] if ref.key in data else []
+    if ref.key not in data:
+        return []
+    previous = data.get(ref.key + PREVIOUS_SECRET_SUFFIX)
+    # An empty previous value is no secret at all: never accept it (build_verifier
+    # would refuse the whole route).
+    return [data[ref.key], previous] if previous else [data[ref.key]]
 
 
 def _secret(namespace: str, ref: SecretKeyRef, secrets: Secrets) -> bytes | None:
     return secrets.get((namespace, ref.name), {}).get(ref.key)
+
+
+def _previous_secret(namespace: str, ref: SecretKeyRef, secrets: Secrets) -> bytes | None:
+    return secrets.get((namespace, ref.name), {}).get(ref.key + PREVIOUS_SECRET_SUFFIX) or None
 
 
 def _destinations(webhook: Webhook, secrets: Secrets) -> tuple[CompiledDestination, ...]:
@@ -127,6 +141,13 @@ def _destinations(webhook: Webhook, secrets: Secrets) -> tuple[CompiledDestinati
             spec=dest,
             signing_secret=(
                 _secret(namespace, dest.signing.secret_ref, secrets) if dest.signing else None
+            ),
+            # During a rotation's overlap the destination may still hold the old
+            # secret: Standard Webhooks signs with both (issue 6).
+            previous_signing_secret=(
+                _previous_secret(namespace, dest.signing.secret_ref, secrets)
+                if dest.signing
+                else None
             ),
             allow_link_local=allow,
         )
@@ -291,8 +312,12 @@ def compile_config(
 
 def _secret_digest(route: Route, secrets: Secrets) -> str:
     # Part of the version, so a rotated secret is a new configuration; a digest, so the
-    # version reveals nothing of the secret.
-    return hashlib.sha256(b"\0".join(auth_secrets(route.webhook, secrets))).hexdigest()[:16]
+    # version reveals nothing of the secret. Signing secrets count too: the operator
+    # compares versions to know a rotation reached every replica (issue 6).
+    values = auth_secrets(route.webhook, secrets)
+    for dest in route.destinations:
+        values += [dest.signing_secret or b"", dest.previous_signing_secret or b""]
+    return hashlib.sha256(b"\0".join(values)).hexdigest()[:16]
 
 
 INVALID_MANIFEST = "InvalidManifest"

@@ -155,6 +155,9 @@ class CompiledDestination:
     spec: Destination
     signing_secret: bytes | None = field(default=None, repr=False)
     allow_link_local: bool = False
+    # The old signing secret during a rotation's overlap window (issue 6): Standard
+    # Webhooks signs with both, so the destination accepts whichever it holds.
+    previous_signing_secret: bytes | None = field(default=None, repr=False)
     # The decoded Standard Webhooks signer, made once.
     _signer: StandardWebhook | None = field(default=None, init=False, repr=False, compare=False)
 
@@ -170,6 +173,8 @@ class CompiledDestination:
         if signing.scheme == "standard-webhooks":
             key = standard_webhooks_key(self.signing_secret)  # ValueError if malformed
             object.__setattr__(self, "_signer", StandardWebhook(key))
+            if self.previous_signing_secret:
+                standard_webhooks_key(self.previous_signing_secret)  # refused now, not per send
 
     @property
     def timeout(self) -> float:
@@ -247,6 +252,13 @@ def _envelope(record: DeliveryRecord, body: bytes, content_type: str | None) -> 
     return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
 
 
+def _standard_signature(secret: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
+    # The library signs str only; the scheme itself is defined over bytes.
+    key = standard_webhooks_key(secret)
+    mac = hmac.new(key, f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(mac).decode()
+
+
 def _sign(
     dest: CompiledDestination, record: DeliveryRecord, body: bytes, now: datetime
 ) -> dict[str, str]:
@@ -269,11 +281,12 @@ def _sign(
     if dest._signer is not None and text is not None:
         signature = str(dest._signer.sign(record.id, moment, text))
     else:
-        # The library signs str only; the scheme itself is defined over bytes.
-        key = standard_webhooks_key(dest.signing_secret)
-        content = f"{record.id}.{timestamp}.".encode() + body
-        mac = hmac.new(key, content, hashlib.sha256).digest()
-        signature = "v1," + base64.b64encode(mac).decode()
+        signature = _standard_signature(dest.signing_secret, record.id, timestamp, body)
+    if dest.previous_signing_secret:
+        # The spec allows several space-separated signatures; a verifier accepts the
+        # message when any one matches (rotation overlap, issue 6).
+        old = _standard_signature(dest.previous_signing_secret, record.id, timestamp, body)
+        signature = f"{signature} {old}"
     return {
         "webhook-id": record.id,
         "webhook-timestamp": str(timestamp),

@@ -19,6 +19,8 @@ def setup_admin_routes(app: web.Application) -> None:
     app.router.add_post("/api/v1/deliveries/{id}/replay", replay.replay_delivery, name="replay")
     app.router.add_post("/api/v1/replays", replay.replay_batch, name="replays")
     app.router.add_get("/api/v1/stats", admin.stats, name="stats")
+    app.router.add_get("/api/v1/config", admin.get_config, name="config")
+    app.router.add_put("/api/v1/config", admin.put_config, name="put_config")
     app.router.add_get("/api/v1/openapi.json", admin.openapi, name="openapi")
     app.router.add_get("/healthz", admin.healthz, name="healthz")
     app.router.add_get("/readyz", admin.readyz, name="readyz")

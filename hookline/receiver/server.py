@@ -11,6 +11,7 @@ from pathlib import Path
 from aiohttp import web
 
 from ..api.manifests import load_manifests
+from .admin_auth import AdminToken
 from .app import create_admin_app, create_app, reload_config
 from .config import ReceiverConfig, config_from_manifests
 from .state import ConfigLoader, Settings
@@ -36,10 +37,11 @@ async def serve(
     port: int,
     admin_host: str,
     admin_port: int,
+    admin_token: AdminToken | None = None,
     stop: asyncio.Event | None = None,
 ) -> None:
     ingest = create_app(settings)
-    admin = create_admin_app(ingest)
+    admin = create_admin_app(ingest, admin_token)
     ingest_runner = web.AppRunner(ingest, shutdown_timeout=SHUTDOWN_TIMEOUT, access_log=None)
     admin_runner = web.AppRunner(admin, access_log=None)
     await ingest_runner.setup()  # opens the store and loads the configuration
@@ -57,7 +59,18 @@ async def serve(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(reload_config(ingest)))
+    reloads: set[asyncio.Future[None]] = set()
+
+    def hangup() -> None:
+        # SIGHUP: the manifests again (not in push mode), and the admin token file,
+        # so a rotated token (a changed Secret) applies without a restart (issue 6).
+        if admin_token is not None:
+            admin_token.reload()
+        reload = asyncio.ensure_future(reload_config(ingest))
+        reloads.add(reload)
+        reload.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, hangup)
     try:
         await stop.wait()
     finally:

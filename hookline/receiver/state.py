@@ -24,7 +24,10 @@ class Settings:
     """How one receiver process runs; built by the CLI, or by tests."""
 
     store_url: str
-    load_config: ConfigLoader
+    # Where the configuration comes from: a loader (manifests, reloaded on SIGHUP), or
+    # None for push mode, where the operator PUTs it to /api/v1/config (issue 6) and
+    # the receiver is not ready until the first push.
+    load_config: ConfigLoader | None
     trusted_proxies: tuple[IPNetwork, ...] = ()
     purge_interval: float = 300.0
     # Dispatch (issue 5): how many sends at once; 0 turns dispatching off (a receiver
@@ -39,6 +42,10 @@ class Settings:
     wall_clock: Clock = time.time
     monotonic: Clock = time.monotonic
 
+    @property
+    def push_mode(self) -> bool:
+        return self.load_config is None
+
 
 @dataclass
 class ReceiverState:
@@ -51,6 +58,12 @@ class ReceiverState:
     # Set when a commit wrote outbox rows, so the dispatcher sends without waiting.
     dispatch_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     dispatcher: Dispatcher | None = None
+    # Set by the first swap. In push mode it stays clear until the operator's first
+    # push: /readyz answers 503 (no traffic) and the dispatcher waits, so a fresh
+    # replica never fails outbox rows for Webhooks it has not been told about yet.
+    configured: asyncio.Event = field(default_factory=asyncio.Event)
+    # One configuration change at a time, applied in the order they arrived.
+    config_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def __post_init__(self) -> None:
         self.limiter = RateLimiter(self.settings.monotonic)
@@ -68,6 +81,7 @@ class ReceiverState:
             self.dispatcher.use(config)
         self.metrics.routes.set(len(config.routes))
         self.metrics.config_problems.set(len(config.problems))
+        self.configured.set()
 
 
 SETTINGS = web.AppKey("settings", Settings)
