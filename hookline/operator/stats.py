@@ -1,0 +1,412 @@
+"""Receiver statistics → resource status, without the Kubernetes API in sight (issue 6).
+
+The kopf timers in `timers.py` are thin; everything they decide is here, pure and
+driven by an injectable clock so that the unit tests need neither sleeps nor a cluster:
+
+* `StatsCache` — one GET /api/v1/stats per interval, shared by the timers of every
+  Webhook, EventFilter and EventType: a thousand Webhooks must not mean a thousand
+  HTTP requests per interval.
+* `webhook_deliveries`, `event_filter_counters`, `event_type_counters` — the receiver's
+  stats document in the wire form of the status models (hookline.api.*Status).
+* `FailureWindow` and `degraded` — the Degraded condition from cumulative counters.
+* `status_patch` — the minimal merge patch; None when nothing changed, which is what
+  makes idle resources cost zero API calls per interval.
+* `first_dead_letter` — when to post the one-time DeadLetter Event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from ..api.webhook import Alerts
+
+Clock = Callable[[], float]
+StatsFetch = Callable[[], Awaitable[dict[str, Any]]]
+
+# Degraded condition vocabulary (metav1.Condition reasons are CamelCase identifiers).
+DEGRADED = "Degraded"
+REASON_FAILURE_RATE = "FailureRateHigh"
+REASON_DEAD_LETTERS = "DeadLetters"
+REASON_HEALTHY = "Healthy"
+
+# Longest error text copied into a status: the receiver's errors are one-liners, but a
+# status is read by every watcher of the object, so one odd error must not bloat it.
+MAX_ERROR_CHARS = 1024
+
+DELIVERY_COUNTS = (
+    "received",
+    "accepted",
+    "rejected",
+    "filtered",
+    "delivered",
+    "failed",
+    "deadLettered",
+)
+FILTER_COUNTS = ("evaluated", "matched", "dropped")
+
+
+class StatsUnavailable(Exception):
+    """The receiver's stats could not be read this interval; the timers write nothing."""
+
+
+class StatsCache:
+    """The receiver's stats document, fetched at most once per `interval`.
+
+    Every resource's timer calls `get()`; the first caller after the cached document
+    expires starts the fetch and the others, concurrent or later in the interval, share
+    it. A failed fetch is remembered for the interval as well, so an unreachable
+    receiver costs one attempt per interval, not one per resource.
+    """
+
+    def __init__(self, fetch: StatsFetch, interval: float, clock: Clock = time.monotonic) -> None:
+        if interval <= 0:
+            raise ValueError("interval must be positive")
+        self._fetch = fetch
+        self.interval = interval
+        self._clock = clock
+        self._value: dict[str, Any] | None = None
+        self._error: StatsUnavailable | None = None
+        self._fetched_at = float("-inf")
+        self._inflight: asyncio.Future[dict[str, Any]] | None = None
+        self.fetches = 0  # how many times `fetch` ran (tests and debugging)
+
+    def invalidate(self) -> None:
+        """Forget the cached document; the next `get()` fetches."""
+        self._value, self._error, self._fetched_at = None, None, float("-inf")
+
+    async def get(self) -> dict[str, Any]:
+        if self._clock() - self._fetched_at < self.interval:
+            if self._error is not None:
+                raise StatsUnavailable(str(self._error)) from self._error
+            if self._value is not None:
+                return self._value
+        if self._inflight is None:
+            self._inflight = asyncio.ensure_future(self._refresh())
+        # shield: a timer cancelled mid-wait (its object deleted, operator stopping) must
+        # not cancel the fetch the other timers are waiting on.
+        return await asyncio.shield(self._inflight)
+
+    async def _refresh(self) -> dict[str, Any]:
+        try:
+            self.fetches += 1
+            try:
+                value = await self._fetch()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # any failure of the fetch: retried next interval
+                self._error = StatsUnavailable(f"receiver stats unavailable: {exc}")
+                self._value = None
+                raise self._error from exc
+            if not isinstance(value, dict):
+                self._error = StatsUnavailable("receiver stats: not a JSON object")
+                self._value = None
+                raise self._error
+            self._value, self._error = value, None
+            return value
+        finally:
+            self._fetched_at = self._clock()
+            self._inflight = None
+
+
+# --- the stats document in status wire form -------------------------------------------
+
+
+def _count(entry: Mapping[str, Any], name: str) -> int:
+    value = entry.get(name)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 0
+    return max(int(value), 0)
+
+
+def _text(value: Any) -> str | None:
+    if not isinstance(value, str) or not value:
+        return None
+    return value if len(value) <= MAX_ERROR_CHARS else value[: MAX_ERROR_CHARS - 1] + "…"
+
+
+def _time(value: Any) -> str | None:
+    """RFC 3339 in metav1.Time's form (UTC, seconds): the same receiver time always gives
+    the same text, so an unchanged time never looks like a change."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _section(stats: Mapping[str, Any], section: str, key: str) -> Mapping[str, Any]:
+    entries = stats.get(section)
+    entry = entries.get(key) if isinstance(entries, Mapping) else None
+    return entry if isinstance(entry, Mapping) else {}
+
+
+def webhook_deliveries(stats: Mapping[str, Any], key: str) -> dict[str, Any]:
+    """`status.deliveries` (DeliveryCounts) of the Webhook `key` (<namespace>/<name>).
+
+    Zeros for a Webhook the receiver has not seen. Optional fields are present with None
+    when unknown, so that `status_patch` clears a value the receiver no longer reports.
+    """
+    entry = _section(stats, "webhooks", key)
+    out: dict[str, Any] = {name: _count(entry, name) for name in DELIVERY_COUNTS}
+    out["lastReceivedAt"] = _time(entry.get("lastReceivedAt"))
+    delivery_id = entry.get("lastDeliveryID")
+    out["lastDeliveryID"] = delivery_id if isinstance(delivery_id, str) and delivery_id else None
+    out["lastError"] = _text(entry.get("lastError"))
+    return out
+
+
+def event_filter_counters(stats: Mapping[str, Any], key: str) -> dict[str, Any]:
+    """The EventFilterStatus counters (evaluated, matched, dropped) of `key`."""
+    entry = _section(stats, "eventFilters", key)
+    return {name: _count(entry, name) for name in FILTER_COUNTS}
+
+
+def event_type_counters(stats: Mapping[str, Any], key: str) -> dict[str, Any]:
+    """The EventTypeStatus counters of `key`; the receiver's lastError/lastErrorAt are
+    the status's lastValidationError/lastValidationErrorAt."""
+    entry = _section(stats, "eventTypes", key)
+    return {
+        "validated": _count(entry, "validated"),
+        "invalid": _count(entry, "invalid"),
+        "lastValidationError": _text(entry.get("lastError")),
+        "lastValidationErrorAt": _time(entry.get("lastErrorAt")),
+    }
+
+
+def latest_destination_error(stats: Mapping[str, Any], key: str) -> str | None:
+    """'<destination>: <error>' of the Webhook's most recent forwarding error, if any."""
+    destinations = _section(stats, "webhooks", key).get("destinations")
+    if not isinstance(destinations, Mapping):
+        return None
+    best: tuple[str, str] | None = None
+    for name, dest in destinations.items():
+        if not isinstance(dest, Mapping) or not (error := _text(dest.get("lastError"))):
+            continue
+        at = str(dest.get("lastErrorAt") or "")
+        if best is None or at > best[0]:
+            best = (at, f"{name}: {error}")
+    return best[1] if best else None
+
+
+# --- failure rate over a window ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Sample:
+    at: float
+    delivered: int
+    failed: int
+    dead_lettered: int
+
+
+@dataclass(frozen=True)
+class WindowStats:
+    """Forwarding outcomes within the window, from the difference of cumulative counters."""
+
+    delivered: int = 0
+    failed: int = 0
+    dead_lettered: int = 0
+    complete: bool = False  # the history reaches back over the whole window
+
+    @property
+    def outcomes(self) -> int:
+        return self.delivered + self.failed + self.dead_lettered
+
+    @property
+    def failures(self) -> int:
+        return self.failed + self.dead_lettered
+
+    @property
+    def rate(self) -> float:
+        return self.failures / self.outcomes if self.outcomes else 0.0
+
+
+@dataclass
+class _History:
+    samples: list[Sample]
+    last_seen: float
+
+
+class FailureWindow:
+    """Per-Webhook samples of (time, delivered, failed, deadLettered), to compute what
+    happened over `spec.alerts.window` from counters that only ever grow.
+
+    A sample is kept only when the counters changed (plus the first), so an idle
+    Webhook holds one sample whatever the window; the counters at any past moment are
+    those of the last sample at or before it. The history is in memory: after an
+    operator restart the first observation is the new baseline, and `complete` stays
+    False until a whole window has been observed (see `degraded`). Counters that go
+    down mean a new store: the history starts again.
+    """
+
+    def __init__(self, forget_after: float = 8 * 24 * 3600.0) -> None:
+        # Longer than the longest allowed window (168h): a Webhook not observed for that
+        # long was deleted, and its history goes.
+        self.forget_after = forget_after
+        self._histories: dict[str, _History] = {}
+        self._swept = float("-inf")
+
+    def __len__(self) -> int:
+        return len(self._histories)
+
+    def forget(self, key: str) -> None:
+        self._histories.pop(key, None)
+
+    def observe(self, key: str, now: float, deliveries: Mapping[str, Any]) -> None:
+        sample = Sample(
+            now,
+            _count(deliveries, "delivered"),
+            _count(deliveries, "failed"),
+            _count(deliveries, "deadLettered"),
+        )
+        history = self._histories.get(key)
+        if history is None:
+            self._histories[key] = _History([sample], now)
+        else:
+            history.last_seen = now
+            last = history.samples[-1]
+            if (
+                sample.delivered < last.delivered
+                or sample.failed < last.failed
+                or sample.dead_lettered < last.dead_lettered
+            ):
+                history.samples = [sample]
+            elif (sample.delivered, sample.failed, sample.dead_lettered) != (
+                last.delivered,
+                last.failed,
+                last.dead_lettered,
+            ):
+                history.samples.append(sample)
+        self._sweep(now)
+
+    def window(self, key: str, now: float, seconds: float) -> WindowStats:
+        history = self._histories.get(key)
+        if history is None:
+            return WindowStats()
+        samples = history.samples
+        start = now - seconds
+        # The baseline is the last sample at or before the window's start; older ones
+        # can never matter again for this window, and go.
+        base = 0
+        for i, sample in enumerate(samples):
+            if sample.at <= start:
+                base = i
+            else:
+                break
+        if base:
+            del samples[:base]
+        first, last = samples[0], samples[-1]
+        return WindowStats(
+            delivered=last.delivered - first.delivered,
+            failed=last.failed - first.failed,
+            dead_lettered=last.dead_lettered - first.dead_lettered,
+            complete=first.at <= start,
+        )
+
+    def _sweep(self, now: float) -> None:
+        if now - self._swept < self.forget_after / 8:
+            return
+        self._swept = now
+        cutoff = now - self.forget_after
+        for key in [k for k, h in self._histories.items() if h.last_seen < cutoff]:
+            del self._histories[key]
+
+
+def _percent(value: float) -> str:
+    return f"{value * 100:.3g}%"
+
+
+def degraded(
+    window: WindowStats,
+    alerts: Alerts,
+    previous: Mapping[str, Any] | None = None,
+    destination_error: str | None = None,
+) -> tuple[str, str, str]:
+    """(status, reason, message) of the Degraded condition.
+
+    True with `DeadLetters` when deliveries were dead-lettered within the window, or
+    `FailureRateHigh` when at least `minDeliveries` outcomes finished in it and more
+    than `failureRate` of them failed. `previous` is the Degraded condition now on the
+    object: while the history does not yet cover a whole window (an operator restart),
+    a True is kept rather than cleared on too little evidence — no flapping.
+    """
+    if window.dead_lettered:
+        n = window.dead_lettered
+        message = (
+            f"{n} {'delivery was' if n == 1 else 'deliveries were'} dead-lettered in the last "
+            f"{alerts.window}; replay with the annotation hookline.dev/replay: dead-lettered"
+        )
+        if destination_error:
+            message += f" (last error: {destination_error})"
+        return "True", REASON_DEAD_LETTERS, message
+    if window.outcomes >= alerts.min_deliveries and window.rate > alerts.failure_rate:
+        message = (
+            f"{_percent(window.rate)} of {window.outcomes} forwarding outcomes failed in the "
+            f"last {alerts.window}, above the threshold of {_percent(alerts.failure_rate)}"
+        )
+        if destination_error:
+            message += f" (last error: {destination_error})"
+        return "True", REASON_FAILURE_RATE, message
+    if (
+        not window.complete
+        and previous is not None
+        and previous.get("status") == "True"
+        and isinstance(previous.get("reason"), str)
+    ):
+        return "True", previous["reason"], str(previous.get("message") or "")
+    # A message that does not change with the counts: a healthy Webhook's condition is
+    # written once, not every interval.
+    return (
+        "False",
+        REASON_HEALTHY,
+        f"no dead letters and at most {_percent(alerts.failure_rate)} of forwarding outcomes "
+        f"failed in the last {alerts.window}",
+    )
+
+
+# --- writing back --------------------------------------------------------------------
+
+
+def status_patch(
+    current_status: Mapping[str, Any] | None, desired: Mapping[str, Any]
+) -> dict[str, Any] | None:
+    """The JSON merge patch that turns `current_status` into one holding `desired`.
+
+    Only fields of `desired` are looked at (the rest of the status belongs to other
+    handlers). Nested objects are compared field by field, lists as a whole (a merge
+    patch replaces lists). A None in `desired` means "absent": it becomes a null (a
+    removal) only when the field is there now. None when nothing differs: no API call.
+    """
+    current = current_status if isinstance(current_status, Mapping) else {}
+    patch: dict[str, Any] = {}
+    for name, want in desired.items():
+        have = current.get(name)
+        if want is None:
+            if have is not None:
+                patch[name] = None
+        elif isinstance(want, Mapping):
+            if isinstance(have, Mapping):
+                sub = status_patch(have, want)
+                if sub is not None:
+                    patch[name] = sub
+            else:
+                patch[name] = {k: v for k, v in want.items() if v is not None}
+        elif have != want:
+            patch[name] = want
+    return patch or None
+
+
+def first_dead_letter(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) -> bool:
+    """Whether `current` deliveries show the Webhook's first dead letter ever recorded in
+    its status. The status is persisted, so an operator restart does not repeat it."""
+    before = _count(previous, "deadLettered") if isinstance(previous, Mapping) else 0
+    return before == 0 and _count(current, "deadLettered") > 0
