@@ -48,7 +48,10 @@ OPENAPI: dict[str, Any] = {
     "info": {
         "title": "hookline receiver admin API",
         "version": __version__,
-        "description": "Delivery history, counters, health and metrics of a hookline receiver.",
+        "description": (
+            "Delivery history, counters, replays, health, metrics and the pushed "
+            "configuration of a hookline receiver."
+        ),
     },
     "paths": {
         "/api/v1/deliveries": {
@@ -119,10 +122,127 @@ OPENAPI: dict[str, Any] = {
                 "responses": {"200": _json(_ref("Stats"), "Counters."), "503": _ERROR},
             }
         },
+        "/api/v1/config": {
+            "get": {
+                "operationId": "getConfig",
+                "summary": "The configuration being served (no secrets).",
+                "responses": {"200": _json(_ref("ConfigDescription"), "What is served.")},
+            },
+            "put": {
+                "operationId": "putConfig",
+                "summary": "Serve a configuration pushed by the operator (push mode, issue 6).",
+                "description": (
+                    "All or nothing: if any document does not parse, the answer is 400 "
+                    "invalid_config with one line per error and the previous configuration "
+                    "stays in service. Otherwise it is compiled and served from the next "
+                    "request on; requests in flight finish on their old route. A receiver "
+                    "started with --manifests answers 409 not_push_mode."
+                ),
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("ConfigBundle")}},
+                },
+                "responses": {
+                    "200": _json(_ref("ConfigDescription"), "Now served."),
+                    "400": _ERROR,
+                    "409": _ERROR,
+                    "413": _ERROR,
+                },
+            },
+        },
+        "/api/v1/deliveries/{id}/replay": {
+            "post": {
+                "operationId": "replayDelivery",
+                "summary": "Send one kept delivery again (audited, capped at 5 replays).",
+                "parameters": [
+                    {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "requestBody": {
+                    "required": False,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {
+                                    "reason": {"type": "string"},
+                                    "requestedBy": {"type": "string"},
+                                    "destinations": {"type": "array", "items": {"type": "string"}},
+                                    "body": {"description": "A replacement body (JSON or text)."},
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "202": _json(_ref("Replay"), "Queued for sending."),
+                    "400": _ERROR,
+                    "404": _ERROR,
+                    "409": _ERROR,
+                    "503": _ERROR,
+                },
+            }
+        },
+        "/api/v1/replays": {
+            "post": {
+                "operationId": "replayBatch",
+                "summary": "Send again the deliveries a selector picks (at most 1000).",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {
+                                    "webhook": {"type": "string"},
+                                    "status": {"type": "string"},
+                                    "eventType": {"type": "string"},
+                                    "since": {"type": "string", "format": "date-time"},
+                                    "until": {"type": "string", "format": "date-time"},
+                                    "destinationState": {
+                                        "type": "string",
+                                        "enum": ["pending", "delivered", "failed", "dead_lettered"],
+                                    },
+                                    "destination": {"type": "string"},
+                                    "limit": {"type": "integer", "minimum": 1, "maximum": 1000},
+                                    "reason": {"type": "string"},
+                                    "requestedBy": {"type": "string"},
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "202": _json(
+                        {
+                            "type": "object",
+                            "required": ["replayed", "refused", "matched"],
+                            "properties": {
+                                "replayed": {"type": "array", "items": _ref("Replay")},
+                                "refused": {
+                                    "type": "array",
+                                    "items": {
+                                        "type": "object",
+                                        "properties": {
+                                            "deliveryId": {"type": "string"},
+                                            "message": {"type": "string"},
+                                        },
+                                    },
+                                },
+                                "matched": {"type": "integer"},
+                            },
+                        },
+                        "What was queued, and what was refused and why.",
+                    ),
+                    "400": _ERROR,
+                    "503": _ERROR,
+                },
+            }
+        },
         "/healthz": {
             "get": {
                 "operationId": "healthz",
                 "summary": "The process is alive.",
+                "security": [],
                 "responses": {"200": _json({"type": "object"}, "Alive.")},
             }
         },
@@ -130,13 +250,31 @@ OPENAPI: dict[str, Any] = {
             "get": {
                 "operationId": "readyz",
                 "summary": "The store answers and a configuration is loaded.",
-                "responses": {"200": _json({"type": "object"}, "Ready."), "503": _ERROR},
+                "description": (
+                    "503 not_configured while a receiver in push mode has received no "
+                    "configuration yet; 503 store_unavailable when the store does not answer."
+                ),
+                "security": [],
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "status": {"type": "string"},
+                                "configVersion": {"type": "string"},
+                            },
+                        },
+                        "Ready.",
+                    ),
+                    "503": _ERROR,
+                },
             }
         },
         "/metrics": {
             "get": {
                 "operationId": "metrics",
                 "summary": "Prometheus metrics.",
+                "security": [],
                 "responses": {
                     "200": {
                         "description": "Prometheus text format.",
@@ -153,8 +291,87 @@ OPENAPI: dict[str, Any] = {
             }
         },
     },
+    # With --admin-token-file, every /api/v1/* request needs the token (issue 6);
+    # without one the API is open (loopback only by default). Probes opt out above.
+    "security": [{"adminToken": []}, {}],
     "components": {
+        "securitySchemes": {
+            "adminToken": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "The content of the receiver's --admin-token-file.",
+            }
+        },
         "schemas": {
+            "ConfigBundle": {
+                "type": "object",
+                "description": "What the operator pushes (hookline.receiver.bundle).",
+                "properties": {
+                    "resources": {
+                        "type": "array",
+                        "description": "Webhook, EventFilter and EventType objects.",
+                        "items": {"type": "object"},
+                    },
+                    "secrets": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["namespace", "name", "data"],
+                            "properties": {
+                                "namespace": {"type": "string"},
+                                "name": {"type": "string"},
+                                "data": {
+                                    "type": "object",
+                                    "description": "key -> base64 value",
+                                    "additionalProperties": {"type": "string"},
+                                },
+                            },
+                        },
+                    },
+                },
+            },
+            "ConfigDescription": {
+                "type": "object",
+                "required": ["version", "routes", "problems", "configured", "source"],
+                "properties": {
+                    "version": {
+                        "type": "string",
+                        "description": "Digest of the configuration; empty before the first.",
+                    },
+                    "routes": {
+                        "type": "object",
+                        "description": "path -> <namespace>/<name> of the Webhook served there",
+                        "additionalProperties": {"type": "string"},
+                    },
+                    "problems": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "kind": {"type": "string"},
+                                "key": {"type": "string"},
+                                "reason": {"type": "string"},
+                                "message": {"type": "string"},
+                            },
+                        },
+                    },
+                    "configured": {"type": "boolean"},
+                    "source": {"type": "string", "enum": ["push", "manifests"]},
+                    "loadedAt": _TIME,
+                },
+            },
+            "Replay": {
+                "type": "object",
+                "properties": {
+                    "id": {"type": "string"},
+                    "deliveryId": {"type": "string"},
+                    "requestedAt": _TIME,
+                    "requestedBy": {"type": "string"},
+                    "reason": {"type": "string"},
+                    "destinations": {"type": "array", "items": {"type": "string"}},
+                    "bodyModified": {"type": "boolean"},
+                },
+            },
             "Error": {
                 "type": "object",
                 "required": ["error", "message"],
@@ -164,13 +381,21 @@ OPENAPI: dict[str, Any] = {
                     "deliveryId": {"type": "string"},
                     "errors": {
                         "type": "array",
-                        "description": "Schema errors of a 422 answer.",
+                        "description": (
+                            "Schema errors of a 422 answer (objects), or the lines of an "
+                            "invalid_config answer (strings)."
+                        ),
                         "items": {
-                            "type": "object",
-                            "properties": {
-                                "path": {"type": "string"},
-                                "message": {"type": "string"},
-                            },
+                            "oneOf": [
+                                {
+                                    "type": "object",
+                                    "properties": {
+                                        "path": {"type": "string"},
+                                        "message": {"type": "string"},
+                                    },
+                                },
+                                {"type": "string"},
+                            ]
                         },
                     },
                 },
@@ -243,6 +468,6 @@ OPENAPI: dict[str, Any] = {
                     "loadedAt": _TIME,
                 },
             },
-        }
+        },
     },
 }

@@ -19,6 +19,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from openapi_spec_validator import validate as validate_openapi
 from aiohttp.test_utils import TestClient
 
 from hookline.api.manifests import ManifestSet, add_document
@@ -499,3 +500,13 @@ async def test_the_dispatcher_starts_with_the_first_push(
     assert response.status == 202
     assert await sink.wait_until(lambda s: len(s.received) == 1, 5.0)
     assert sink.received[0].body == BODY
+
+
+async def test_the_openapi_document_describes_the_wire(pushed: Receiver) -> None:
+    document = await (await pushed.admin.get("/api/v1/openapi.json", headers=AUTH)).json()
+    validate_openapi(document)
+    assert set(document["paths"]["/api/v1/config"]) == {"get", "put"}
+    assert {"/api/v1/replays", "/api/v1/deliveries/{id}/replay"} <= set(document["paths"])
+    assert document["components"]["securitySchemes"]["adminToken"]["scheme"] == "bearer"
+    for open_path in ("/healthz", "/readyz", "/metrics"):
+        assert document["paths"][open_path]["get"]["security"] == []
