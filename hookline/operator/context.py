@@ -1,0 +1,108 @@
+"""What the operator's handlers share for the life of one operator process (issue 6).
+
+One `OperatorContext` is made per operator run and handed to `register()`, so that tests
+run several operators side by side (each with its own registry and context) and
+production has exactly one (registered into kopf's default registry on import).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+import kopf
+
+from ..receiver.client import ReceiverAdmin
+from .kube import KubeClient, resource_path
+from .settings import OperatorSettings
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class OperatorContext:
+    # None: read from HOOKLINE_* environment variables at start-up (production).
+    settings: OperatorSettings | None = None
+    clock: Callable[[], datetime] = utcnow
+    # Set at start-up and cleared at clean-up, in kopf's own event loop.
+    connection: kopf.ConnectionInfo | None = None
+    session: aiohttp.ClientSession | None = None
+    kube_client: KubeClient | None = None
+    admin_token: str | None = None
+    # Set by handlers whenever something the receiver configuration depends on changed;
+    # the reconciler daemon waits on it (created lazily: it must belong to kopf's loop).
+    _wakeup: asyncio.Event | None = None
+    # Free slots for the parts of the operator that keep state between calls
+    # (stats cache, failure windows): keyed by their module's name.
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def config(self) -> OperatorSettings:
+        if self.settings is None:
+            self.settings = OperatorSettings.from_env(os.environ)
+        return self.settings
+
+    @property
+    def kube(self) -> KubeClient:
+        if self.kube_client is None:
+            raise kopf.TemporaryError("the operator is still starting", delay=1)
+        return self.kube_client
+
+    def now(self) -> datetime:
+        return self.clock()
+
+    @property
+    def wakeup(self) -> asyncio.Event:
+        if self._wakeup is None:
+            self._wakeup = asyncio.Event()
+        return self._wakeup
+
+    def poke(self) -> None:
+        """Ask the reconciler for a pass soon (debounced: many pokes, one pass)."""
+        self.wakeup.set()
+
+    async def receiver_urls(self) -> list[str]:
+        """The admin API of every receiver replica, ready or not.
+
+        Static URLs win (tests, a receiver outside the cluster); otherwise the pods
+        behind the headless admin Service, which publishes not-ready addresses so a
+        starting replica gets its configuration before it is asked to take traffic.
+        """
+        settings = self.config
+        if settings.receiver_admin_urls:
+            return list(settings.receiver_admin_urls)
+        service = f"{settings.receiver_name}-admin"
+        slices = await self.kube.list(
+            resource_path("discovery.k8s.io/v1", "endpointslices", settings.namespace)
+        )
+        urls: set[str] = set()
+        for eps in slices:
+            labels = (eps.get("metadata") or {}).get("labels") or {}
+            # Filtered here as well as by the API server's label selector.
+            if labels.get("kubernetes.io/service-name") != service:
+                continue
+            for endpoint in eps.get("endpoints") or []:
+                for address in endpoint.get("addresses") or []:
+                    host = f"[{address}]" if ":" in address else address
+                    urls.add(f"http://{host}:{settings.admin_port}")
+        return sorted(urls)
+
+    def receiver(self, url: str) -> ReceiverAdmin:
+        if self.session is None:
+            raise kopf.TemporaryError("the operator is still starting", delay=1)
+        return ReceiverAdmin(url, self.admin_token, self.session)
+
+    async def receiver_admin(self) -> ReceiverAdmin:
+        """Any one replica: with several, they share one PostgreSQL store, so each one
+        answers stats and replays for all of them."""
+        urls = await self.receiver_urls()
+        if not urls:
+            raise kopf.TemporaryError("no receiver replica is running yet", delay=5)
+        return self.receiver(urls[0])

@@ -1,0 +1,192 @@
+"""From what is in the cluster to what the receiver serves and what each status says.
+
+Pure (issue 6): the reconciler hands in the objects kopf's indexes hold and gets back
+the compiled receiver configuration and, for every resource, the conditions it should
+carry. The compile step is `hookline.receiver.config.compile_config`, the same code the
+standalone receiver runs on manifests, so a cluster and a directory of the same objects
+serve exactly the same routes and refuse the same mistakes for the same reasons.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from ..api import EventFilter, EventType, Webhook
+from ..api.common import SecretKeyRef
+from ..api.errors import format_validation_error
+from ..api.resource import Resource
+from ..receiver.config import ReceiverConfig, compile_config
+from . import conditions as c
+from .builders import generated_secret_name
+
+# The key of the Secret the operator generates for a Webhook whose auth has no
+# secretRef (issue 6); its name is builders.generated_secret_name.
+GENERATED_SECRET_KEY = "secret"
+
+
+ObjectKey = tuple[str, str, str]  # (kind, namespace, name)
+Secrets = Mapping[tuple[str, str], Mapping[str, bytes]]
+
+
+@dataclass(frozen=True)
+class Desired:
+    """One condition a resource should carry."""
+
+    type: str
+    status: c.ConditionStatus
+    reason: str
+    message: str
+
+
+@dataclass
+class Evaluation:
+    config: ReceiverConfig
+    # What was compiled: the models (generated secretRefs filled in), for the bundle.
+    webhooks: list[Webhook] = field(default_factory=list)
+    filters: list[EventFilter] = field(default_factory=list)
+    event_types: list[EventType] = field(default_factory=list)
+    # Every resource's desired conditions and the generation they speak of.
+    conditions: dict[ObjectKey, list[Desired]] = field(default_factory=dict)
+    generations: dict[ObjectKey, int | None] = field(default_factory=dict)
+    # Webhooks that compiled into a route: Ready once a receiver serves the config.
+    routed: set[ObjectKey] = field(default_factory=set)
+
+
+def decode_secret_data(body: Mapping[str, Any]) -> dict[str, bytes]:
+    """A v1 Secret's `data` (base64) as bytes; undecodable keys are left out."""
+    out: dict[str, bytes] = {}
+    for key, value in (body.get("data") or {}).items():
+        try:
+            out[key] = base64.b64decode(str(value), validate=True)
+        except binascii.Error:
+            continue
+    return out
+
+
+def object_key(body: Mapping[str, Any]) -> ObjectKey:
+    meta = body.get("metadata") or {}
+    return (str(body.get("kind")), str(meta.get("namespace") or "default"), str(meta.get("name")))
+
+
+def parse(model: type[Resource], body: Mapping[str, Any]) -> tuple[Resource | None, str | None]:
+    """The model, or the first lines of why it does not parse (for InvalidSpec)."""
+    doc = {k: v for k, v in body.items() if k in ("apiVersion", "kind", "metadata", "spec")}
+    try:
+        return model.model_validate(doc), None
+    except ValidationError as exc:
+        return None, "; ".join(format_validation_error(exc)[:5])
+
+
+def with_generated_secret(webhook: Webhook) -> Webhook:
+    """The Webhook as the receiver should see it: pointing at its generated Secret."""
+    if not webhook.spec.auth.needs_secret or webhook.spec.auth.secret_ref is not None:
+        return webhook
+    auth = webhook.spec.auth.model_copy(
+        update={
+            "secret_ref": SecretKeyRef(
+                name=generated_secret_name(webhook.metadata.name), key=GENERATED_SECRET_KEY
+            )
+        }
+    )
+    spec = webhook.spec.model_copy(update={"auth": auth})
+    return webhook.model_copy(update={"spec": spec})
+
+
+def evaluate(
+    webhooks: Iterable[Mapping[str, Any]],
+    filters: Iterable[Mapping[str, Any]],
+    event_types: Iterable[Mapping[str, Any]],
+    secrets: Secrets,
+) -> Evaluation:
+    result = Evaluation(config=ReceiverConfig())
+    parsed: dict[str, list[Resource]] = {"Webhook": [], "EventFilter": [], "EventType": []}
+    models: dict[str, type[Resource]] = {
+        "Webhook": Webhook,
+        "EventFilter": EventFilter,
+        "EventType": EventType,
+    }
+    for kind, bodies in (
+        ("Webhook", webhooks),
+        ("EventFilter", filters),
+        ("EventType", event_types),
+    ):
+        for body in bodies:
+            key = object_key({**body, "kind": kind})
+            result.generations[key] = (body.get("metadata") or {}).get("generation")
+            model, error = parse(models[kind], body)
+            if model is None:
+                result.conditions[key] = [
+                    Desired(c.READY, "False", c.INVALID_SPEC, error or "the spec does not parse")
+                ]
+                continue
+            parsed[kind].append(model)
+
+    result.webhooks = [with_generated_secret(w) for w in parsed["Webhook"]]  # type: ignore[arg-type]
+    result.filters = parsed["EventFilter"]  # type: ignore[assignment]
+    result.event_types = parsed["EventType"]  # type: ignore[assignment]
+    config = compile_config(result.webhooks, result.filters, result.event_types, secrets)
+    result.config = config
+
+    problems: dict[ObjectKey, list[tuple[str, str]]] = {}
+    for problem in config.problems:
+        ns, _, name = problem.webhook.partition("/")
+        problems.setdefault((problem.kind, ns, name), []).append((problem.reason, problem.message))
+
+    users: dict[tuple[str, str, str], int] = {}
+    routed_keys = {route.key for route in config.routes.values()}
+    for webhook in result.webhooks:
+        key = ("Webhook", webhook.metadata.namespace or "default", webhook.metadata.name)
+        found = problems.get(key)
+        if found:
+            # The first reason is the condition's; every message is in it, so one
+            # `kubectl describe` shows all that is missing at once.
+            result.conditions[key] = [
+                Desired(c.READY, "False", found[0][0], "; ".join(m for _, m in found))
+            ]
+            continue
+        if webhook.key in routed_keys:
+            result.routed.add(key)
+        for ref in webhook.spec.filters:
+            users[("EventFilter", key[1], ref.name)] = (
+                users.get(("EventFilter", key[1], ref.name), 0) + 1
+            )
+
+    for flt in result.filters:
+        key = ("EventFilter", flt.metadata.namespace or "default", flt.metadata.name)
+        count = users.get(key, 0)
+        result.conditions[key] = [
+            Desired(
+                c.READY,
+                "True",
+                c.COMPILED,
+                f"compiled; used by {count} Webhook{'s' if count != 1 else ''}",
+            )
+        ]
+    for et in result.event_types:
+        key = ("EventType", et.metadata.namespace or "default", et.metadata.name)
+        found = problems.get(key)
+        desired = (
+            [Desired(c.READY, "False", found[0][0], found[0][1])]
+            if found
+            else [
+                Desired(c.READY, "True", c.COMPILED, f"{et.spec.type} {et.spec.version} compiled")
+            ]
+        )
+        if et.spec.deprecated:
+            desired.append(
+                Desired(
+                    c.DEPRECATED,
+                    "True",
+                    c.DEPRECATED,
+                    f"{et.spec.type} {et.spec.version} is deprecated; move its Webhooks to a "
+                    "newer version",
+                )
+            )
+        result.conditions[key] = desired
+    return result

@@ -1,0 +1,211 @@
+"""kopf handlers for Webhook, EventFilter, EventType and the Secrets they read (issue 6).
+
+Thin, as in crate-operator's main.py: each handler parses what it was given and calls a
+plain function. kopf's indexes hold the cluster's objects; the reconciler daemon
+(hookline.operator.reconcile) compiles them into the receiver configuration and writes
+the Ready conditions; handlers here generate Secrets and tell the reconciler when to look.
+Handler and index ids are constants: kopf stores progress under them, so renaming one
+would make kopf forget what it already did.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import secrets as random_secrets
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from ..api.common import GROUP, VERSION
+from ..api.webhook import Webhook
+from . import conditions as c
+from .builders import (
+    ADMIN_TOKEN_KEY,
+    build_admin_token_secret,
+    build_generated_secret,
+    generated_secret_name,
+)
+from .context import OperatorContext
+from .evaluate import (
+    GENERATED_SECRET_KEY,
+    decode_secret_data,
+    parse,
+)
+from .ids import (
+    EVENT_TYPE_INDEX,
+    FILTER_INDEX,
+    RECONCILER_DAEMON,
+    REFERENCES_INDEX,
+    SECRET_INDEX,
+    WEBHOOK_HANDLER,
+    WEBHOOK_INDEX,
+)
+from .kube import KubeError, resource_path
+from .reconcile import Reconciler, thaw
+
+log = logging.getLogger(__name__)
+
+
+def secret_references(body: Mapping[str, Any]) -> dict[tuple[str, str, str], str]:
+    """("Secret", namespace, name) -> the Webhook's key, for every Secret it reads
+    (its generated one included): which Secret changes matter to the receiver."""
+    meta = body.get("metadata") or {}
+    namespace, name = meta.get("namespace") or "default", meta.get("name")
+    spec = body.get("spec") or {}
+    names = {generated_secret_name(str(name))}
+    if (ref := (spec.get("auth") or {}).get("secretRef")) and ref.get("name"):
+        names.add(ref["name"])
+    for dest in spec.get("destinations") or []:
+        if (ref := (dest.get("signing") or {}).get("secretRef")) and ref.get("name"):
+            names.add(ref["name"])
+    if (ref := (spec.get("github") or {}).get("tokenSecretRef")) and ref.get("name"):
+        names.add(ref["name"])
+    return {("Secret", namespace, secret): f"{namespace}/{name}" for secret in names}
+
+
+async def ensure_generated_secret(
+    ctx: OperatorContext, webhook: Webhook, body: kopf.Body, logger: Any
+) -> None:
+    """A Webhook whose auth needs a secret and names none gets one (32 random bytes),
+    in a Secret it owns: deleted with it, never overwritten once made."""
+    if not webhook.spec.auth.needs_secret or webhook.spec.auth.secret_ref is not None:
+        return
+    namespace = webhook.metadata.namespace or "default"
+    name = generated_secret_name(webhook.metadata.name)
+    path = resource_path("v1", "secrets", namespace, name)
+    if await ctx.kube.get(path) is not None:
+        return
+    # URL-safe text, not raw bytes: callers paste it into their provider's settings.
+    value = base64.urlsafe_b64encode(random_secrets.token_bytes(32)).rstrip(b"=")
+    secret = build_generated_secret(webhook.metadata.name, namespace, GENERATED_SECRET_KEY, value)
+    kopf.adopt(secret, owner=body)
+    try:
+        await ctx.kube.create(resource_path("v1", "secrets", namespace), secret)
+    except KubeError as exc:
+        if exc.status != 409:  # made meanwhile by a previous attempt: fine
+            raise kopf.TemporaryError(f"cannot create Secret {name}: {exc}", delay=5) from exc
+        return
+    kopf.info(
+        body,
+        reason="SecretGenerated",
+        message=f"generated Secret {name} (key {GENERATED_SECRET_KEY}) for spec.auth",
+    )
+    logger.info("generated Secret %s for the Webhook's auth", name)
+
+
+async def ensure_admin_token(ctx: OperatorContext) -> None:
+    """The token receivers require on their admin API; also the object the reconciler
+    daemon runs on (so kopf stops it when peering pauses this operator)."""
+    settings = ctx.config
+    path = resource_path("v1", "secrets", settings.namespace, settings.admin_token_secret)
+    if await ctx.kube.get(path) is not None:
+        return
+    token = base64.urlsafe_b64encode(random_secrets.token_bytes(32)).rstrip(b"=")
+    try:
+        await ctx.kube.create(
+            resource_path("v1", "secrets", settings.namespace),
+            build_admin_token_secret(settings, token),
+        )
+    except KubeError as exc:
+        if exc.status != 409:
+            raise
+
+
+def register(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
+    """Attach every core handler to `registry`, sharing `ctx`."""
+
+    def is_admin_token(namespace: str | None, name: str | None, **_: Any) -> bool:
+        settings = ctx.config
+        return (namespace, name) == (settings.namespace, settings.admin_token_secret)
+
+    # --- indexes: the cluster as the reconciler sees it -----------------------------
+
+    @kopf.index(GROUP, VERSION, "webhooks", id=WEBHOOK_INDEX, registry=registry)
+    def index_webhooks(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> Any:
+        return {(namespace, name): thaw(body)}
+
+    @kopf.index(GROUP, VERSION, "eventfilters", id=FILTER_INDEX, registry=registry)
+    def index_filters(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> Any:
+        return {(namespace, name): thaw(body)}
+
+    @kopf.index(GROUP, VERSION, "eventtypes", id=EVENT_TYPE_INDEX, registry=registry)
+    def index_event_types(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> Any:
+        return {(namespace, name): thaw(body)}
+
+    @kopf.index(GROUP, VERSION, "webhooks", id=REFERENCES_INDEX, registry=registry)
+    def index_references(body: kopf.Body, **_: Any) -> Any:
+        return secret_references(body)
+
+    @kopf.index("v1", "secrets", id=SECRET_INDEX, registry=registry)
+    def index_secrets(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> Any:
+        # Values stay in this process's memory: they reach receivers only inside the
+        # authenticated configuration push, never a ConfigMap, status or log (DESIGN.md).
+        return {(namespace, name): ((namespace, name), decode_secret_data(body))}
+
+    # --- what makes the reconciler look again ---------------------------------------
+
+    @kopf.on.event(GROUP, VERSION, "webhooks", registry=registry)
+    @kopf.on.event(GROUP, VERSION, "eventfilters", registry=registry)
+    @kopf.on.event(GROUP, VERSION, "eventtypes", registry=registry)
+    def resource_changed(**_: Any) -> None:
+        ctx.poke()
+
+    @kopf.on.event("v1", "secrets", registry=registry)
+    def secret_changed(namespace: str | None, name: str, **kwargs: Any) -> None:
+        # Only Secrets some Webhook reads: the cluster's other Secrets change all the
+        # time and are none of the receiver's business.
+        if ("Secret", namespace, name) in kwargs[REFERENCES_INDEX]:
+            ctx.poke()
+
+    @kopf.on.event("v1", "secrets", when=is_admin_token, registry=registry)
+    async def admin_token_changed(type: str | None, **_: Any) -> None:
+        if type == "DELETED":
+            await ensure_admin_token(ctx)  # the receivers' token and the daemon's anchor
+
+    # --- per-Webhook work: the generated Secret --------------------------------------
+
+    @kopf.on.resume(GROUP, VERSION, "webhooks", id=WEBHOOK_HANDLER, registry=registry)
+    @kopf.on.create(GROUP, VERSION, "webhooks", id=WEBHOOK_HANDLER, registry=registry)
+    @kopf.on.update(GROUP, VERSION, "webhooks", id=WEBHOOK_HANDLER, registry=registry)
+    async def reconcile_webhook(body: kopf.Body, patch: kopf.Patch, logger: Any, **_: Any) -> None:
+        raw = thaw(body)
+        webhook, error = parse(Webhook, raw)
+        if webhook is None or error is not None:
+            # A user's mistake: say so on the resource and stop retrying until the spec
+            # changes (the API server's schema let it in; the model's checks did not).
+            patch.status["conditions"] = c.set_condition(
+                (raw.get("status") or {}).get("conditions"),
+                c.READY,
+                "False",
+                c.INVALID_SPEC,
+                error or "the spec does not parse",
+                raw["metadata"].get("generation"),
+                ctx.now(),
+            )
+            patch.status["observedGeneration"] = raw["metadata"].get("generation")
+            raise kopf.PermanentError(f"{c.INVALID_SPEC}: {error}")
+        assert isinstance(webhook, Webhook)
+        await ensure_generated_secret(ctx, webhook, body, logger)
+        ctx.poke()
+
+    # --- the reconciler --------------------------------------------------------------
+
+    @kopf.daemon(
+        "v1",
+        "secrets",
+        id=RECONCILER_DAEMON,
+        when=is_admin_token,
+        registry=registry,
+        cancellation_timeout=1.0,
+    )
+    async def reconciler(stopped: kopf.DaemonStopped, body: kopf.Body, **kwargs: Any) -> None:
+        token = decode_secret_data(body).get(ADMIN_TOKEN_KEY)
+        ctx.admin_token = token.decode() if token else None
+        indexes = {
+            k: kwargs[k] for k in (WEBHOOK_INDEX, FILTER_INDEX, EVENT_TYPE_INDEX, SECRET_INDEX)
+        }
+        reconciler = ctx.extras.setdefault("reconciler", Reconciler(ctx))
+        ctx.poke()
+        await reconciler.run(stopped, indexes)

@@ -1,0 +1,189 @@
+"""A small async Kubernetes client for what kopf's handler `patch` cannot do (issue 6).
+
+kopf writes to the object a handler runs for. The reconciler writes the status of many
+objects at once, creates the generated and managed objects (Secrets, the receiver's
+Deployment and Services) and posts Events outside any handler: it needs a client of its
+own. It uses the same `kopf.ConnectionInfo` kopf logged in with, so both talk to the same
+API server with the same credentials, and JSON merge patches only (RFC 7386), which
+every API server (and the KMock emulator in tests) applies the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+import kopf
+
+MERGE_PATCH = "application/merge-patch+json"
+log = logging.getLogger(__name__)
+
+
+class KubeError(Exception):
+    """An API answer other than 2xx, with Kubernetes' Status reason and message."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(f"{status} {reason}: {message}")
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+
+class KubeUnavailable(Exception):
+    """The API server did not answer (network error, timeout): retry later."""
+
+
+def resource_path(
+    api_version: str,
+    plural: str,
+    namespace: str | None = None,
+    name: str | None = None,
+    subresource: str | None = None,
+) -> str:
+    """`/api/v1/namespaces/ns/secrets/x` or `/apis/group/version/...`."""
+    base = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
+    parts = [base]
+    if namespace is not None:
+        parts.append(f"namespaces/{quote(namespace, safe='')}")
+    parts.append(plural)
+    if name is not None:
+        parts.append(quote(name, safe=""))
+    if subresource is not None:
+        parts.append(subresource)
+    return "/".join(parts)
+
+
+def _ssl_context(info: kopf.ConnectionInfo) -> ssl.SSLContext | bool:
+    if info.insecure:
+        return False
+    context = ssl.create_default_context(
+        cafile=str(info.ca_path) if info.ca_path else None,
+        cadata=(info.ca_data.decode() if isinstance(info.ca_data, bytes) else info.ca_data),
+    )
+    if info.certificate_path and info.private_key_path:
+        context.load_cert_chain(str(info.certificate_path), str(info.private_key_path))
+    return context
+
+
+class KubeClient:
+    """JSON over HTTP to the API server; one aiohttp session for the operator's life."""
+
+    def __init__(self, info: kopf.ConnectionInfo, session: aiohttp.ClientSession) -> None:
+        self.server = info.server.rstrip("/")
+        self._headers = info.as_http_headers()
+        self._ssl = _ssl_context(info) if self.server.startswith("https") else False
+        self._session = session
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        content_type: str = "application/json",
+        params: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        headers = {**self._headers, "Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = content_type
+        try:
+            async with self._session.request(
+                method,
+                self.server + path,
+                json=body,
+                headers=headers,
+                params=params,
+                ssl=self._ssl,
+                timeout=aiohttp.ClientTimeout(total=30),
+            ) as response:
+                data = await response.json(content_type=None) if response.content_length else {}
+                if response.status >= 400:
+                    data = data if isinstance(data, dict) else {}
+                    raise KubeError(
+                        response.status,
+                        str(data.get("reason", response.reason or "")),
+                        str(data.get("message", "")),
+                    )
+                return data if isinstance(data, dict) else {}
+        except (aiohttp.ClientConnectionError, TimeoutError) as exc:
+            raise KubeUnavailable(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
+
+    async def get(self, path: str) -> dict[str, Any] | None:
+        """The object, or None when it does not exist."""
+        try:
+            return await self.request("GET", path)
+        except KubeError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def list(self, path: str) -> list[dict[str, Any]]:
+        return list((await self.request("GET", path)).get("items") or [])
+
+    async def create(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        return await self.request("POST", path, dict(body))
+
+    async def patch(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """A JSON merge patch: `None` values delete keys."""
+        return await self.request("PATCH", path, dict(body), content_type=MERGE_PATCH)
+
+    async def delete(self, path: str) -> None:
+        try:
+            await self.request("DELETE", path)
+        except KubeError as exc:
+            if exc.status != 404:
+                raise
+
+    async def post_event(
+        self,
+        involved: Mapping[str, Any],
+        *,
+        type: str,
+        reason: str,
+        message: str,
+        component: str = "hookline-operator",
+    ) -> None:
+        """A core/v1 Event on `involved` (a full object), as `kubectl describe` shows it.
+
+        Events are best-effort, like kopf's own: a failure to post one is not a reason to
+        fail the reconciliation that caused it.
+        """
+        meta = involved.get("metadata", {})
+        namespace = meta.get("namespace") or "default"
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {
+                "generateName": f"{meta.get('name', 'hookline')}.",
+                "namespace": namespace,
+            },
+            "involvedObject": {
+                "apiVersion": involved.get("apiVersion"),
+                "kind": involved.get("kind"),
+                "name": meta.get("name"),
+                "namespace": meta.get("namespace"),
+                "uid": meta.get("uid"),
+                "resourceVersion": meta.get("resourceVersion"),
+            },
+            "type": type,
+            "reason": reason,
+            # The API server caps Event messages at 1 KiB.
+            "message": message[:1024],
+            "source": {"component": component},
+            "reportingComponent": component,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        try:
+            await self.create(resource_path("v1", "events", namespace), event)
+        except (KubeError, KubeUnavailable) as exc:
+            log.warning(
+                "could not post Event %s on %s/%s: %s", reason, namespace, meta.get("name"), exc
+            )

@@ -1,0 +1,101 @@
+"""The operator's start-up, login and clean-up, and `register_all` (issue 6).
+
+`kopf run -m hookline.operator` (or `hookline operator`) imports the package, which
+registers everything here into kopf's default registry with a context that reads its
+settings from HOOKLINE_* variables at start-up. Tests call `register_all` with a fresh
+registry and a context of their own, so several operators can run side by side.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from typing import Any
+
+import aiohttp
+import kopf
+
+from . import handlers
+from .context import OperatorContext
+from .kube import KubeClient
+
+log = logging.getLogger(__name__)
+
+# Parts written beside the core, each with a `register(registry, ctx)`; registered when
+# present so that one can be developed without breaking the others.
+OPTIONAL_PARTS = ("hookline.operator.timers", "hookline.operator.annotations")
+
+
+def register_all(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
+    register_lifecycle(registry, ctx)
+    handlers.register(registry, ctx)
+    for name in OPTIONAL_PARTS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        register = getattr(module, "register", None)
+        if register is not None:
+            register(registry, ctx)
+
+
+def register_lifecycle(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
+    @kopf.on.startup(registry=registry)
+    async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+        """Every kopf setting hookline relies on, each with why."""
+        ours = ctx.config  # HOOKLINE_* variables; a mistake there stops the start-up here
+        # Progress and the last-handled spec under hookline's own annotation prefix, so
+        # `kubectl describe` shows whose they are and another kopf operator on the same
+        # objects (there should be none) would not read them as its own.
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
+            prefix="hookline.dev"
+        )
+        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+            prefix="hookline.dev", key="last-handled-configuration"
+        )
+        # High availability (issue 6): replicas peer through one peering object and only
+        # the one with the highest priority acts; the others pause (their daemons and
+        # timers stop, watches pause). Priorities must differ: equal ones all pause.
+        settings.peering.name = ours.peering_name
+        settings.peering.priority = ours.peering_priority
+        settings.peering.standalone = ours.peering_standalone
+        # Mandatory: with the peering object missing no replica acts, rather than all.
+        settings.peering.mandatory = not ours.peering_standalone
+        settings.peering.clusterwide = not ours.watch_namespaces
+        # A Ready transition, a generated Secret, a replay: explicit kopf.info/warn calls
+        # become Events; ordinary log lines do not (they would flood `describe`).
+        settings.posting.enabled = True
+        settings.posting.loggers = False
+        # Watches are re-established regularly, so a half-dead connection through a
+        # load balancer cannot silently stop the operator from seeing changes.
+        settings.watching.server_timeout = max(60, int(settings.watching.server_timeout or 0))
+        # One HTTP session for the API client and the receivers' admin API.
+        ctx.session = aiohttp.ClientSession()
+
+    @kopf.on.login(registry=registry)
+    async def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        ours = ctx.config
+        info: kopf.ConnectionInfo | None
+        if ours.kube_url:
+            # An API server given explicitly: tests (the KMock emulator) and local runs.
+            info = kopf.ConnectionInfo(
+                server=ours.kube_url, insecure=True, default_namespace=ours.namespace
+            )
+        else:
+            info = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+        if info is None:
+            raise kopf.LoginError("no service account and no kubeconfig to log in with")
+        assert ctx.session is not None
+        ctx.connection = info
+        ctx.kube_client = KubeClient(info, ctx.session)
+        await handlers.ensure_admin_token(ctx)
+        return info
+
+    @kopf.on.cleanup(registry=registry)
+    async def cleanup(**_: Any) -> None:
+        if ctx.session is not None:
+            await ctx.session.close()
+            ctx.session = None
+        ctx.kube_client = None

@@ -1,0 +1,224 @@
+"""The reconciler: one loop that keeps the receivers' configuration and every resource's
+Ready condition true to what is in the cluster (issue 6).
+
+Level-triggered: each pass recompiles everything from kopf's indexes, so a change to an
+EventFilter, EventType or Secret re-evaluates every Webhook that refers to it without any
+bookkeeping of who refers to whom, and a missed event is repaired by the next pass.
+Handlers only `poke()` it; many pokes within the debounce make one pass. What it writes
+is compared with what the object already says first, so an idle cluster costs no
+writes at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..api.common import API_VERSION
+from ..receiver.bundle import build_bundle
+from ..receiver.client import ReceiverError, ReceiverUnavailable
+from . import conditions as c
+from .context import OperatorContext
+from .evaluate import Desired, Evaluation, ObjectKey, evaluate
+from .ids import EVENT_TYPE_INDEX, FILTER_INDEX, SECRET_INDEX, WEBHOOK_INDEX
+from .kube import KubeError, KubeUnavailable, resource_path
+
+log = logging.getLogger(__name__)
+
+PLURALS = {"Webhook": "webhooks", "EventFilter": "eventfilters", "EventType": "eventtypes"}
+
+
+def thaw(value: Any) -> Any:
+    """kopf's read-only body views as plain dicts and lists (safe to keep and compare)."""
+    if isinstance(value, Mapping):
+        return {str(k): thaw(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [thaw(v) for v in value]
+    return value
+
+
+def index_values(index: Mapping[Any, Iterable[Any]] | None) -> list[Any]:
+    """Every value in a kopf index (each key holds a store of values)."""
+    return [value for store in (index or {}).values() for value in store]
+
+
+@dataclass
+class PushOutcome:
+    replicas: int = 0
+    acknowledged: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def serving(self) -> bool:
+        return self.replicas > 0 and self.acknowledged == self.replicas
+
+
+@dataclass
+class Reconciler:
+    ctx: OperatorContext
+    # The configuration version each replica acknowledged, by admin URL.
+    pushed: dict[str, str] = field(default_factory=dict)
+    passes: int = 0
+
+    async def run(self, stopped: Any, indexes: Mapping[str, Any]) -> None:
+        """Until kopf stops the daemon (operator exit, or paused by peering)."""
+        settings = self.ctx.config
+        while not stopped:
+            woken = await self._wait(stopped, settings.resync_interval)
+            if stopped:
+                break
+            if woken:
+                # Debounce: let the rest of a burst (a `kubectl apply` of many files,
+                # the initial listing) arrive before compiling.
+                await asyncio.sleep(settings.config_debounce)
+            self.ctx.wakeup.clear()
+            try:
+                # After a quiet period, also check that every replica still has it.
+                await self.reconcile_once(indexes, verify=not woken)
+            except (KubeError, KubeUnavailable) as exc:
+                log.warning("reconciliation pass failed, retrying: %s", exc)
+                self.ctx.poke()
+                await asyncio.sleep(1.0)
+
+    async def _wait(self, stopped: Any, seconds: float) -> bool:
+        """True when poked, False after `seconds` of quiet or when stopped."""
+        woken = asyncio.ensure_future(self.ctx.wakeup.wait())
+        stopping = asyncio.ensure_future(stopped.wait())
+        try:
+            await asyncio.wait(
+                {woken, stopping}, timeout=seconds, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            for task in (woken, stopping):
+                task.cancel()
+        return self.ctx.wakeup.is_set()
+
+    async def reconcile_once(self, indexes: Mapping[str, Any], *, verify: bool = False) -> None:
+        secrets = {k: v for k, v in index_values(indexes.get(SECRET_INDEX))}
+        evaluation = evaluate(
+            index_values(indexes.get(WEBHOOK_INDEX)),
+            index_values(indexes.get(FILTER_INDEX)),
+            index_values(indexes.get(EVENT_TYPE_INDEX)),
+            secrets,
+        )
+        outcome = await self.push(evaluation, secrets, verify=verify)
+        bodies = {
+            kind: {
+                (kind, *key): body
+                for key, body in (
+                    ((b["metadata"].get("namespace") or "default", b["metadata"]["name"]), b)
+                    for b in index_values(indexes.get(index_id))
+                )
+            }
+            for kind, index_id in (
+                ("Webhook", WEBHOOK_INDEX),
+                ("EventFilter", FILTER_INDEX),
+                ("EventType", EVENT_TYPE_INDEX),
+            )
+        }
+        for objects in bodies.values():
+            for key, body in objects.items():
+                await self.write_status(key, body, self.desired(key, evaluation, outcome))
+        self.passes += 1
+
+    async def push(
+        self,
+        evaluation: Evaluation,
+        secrets: Mapping[tuple[str, str], Mapping[str, bytes]],
+        *,
+        verify: bool,
+    ) -> PushOutcome:
+        """The configuration to every replica that does not have it yet (all at once)."""
+        version = evaluation.config.version
+        urls = await self.ctx.receiver_urls()
+        outcome = PushOutcome(replicas=len(urls))
+        bundle: dict[str, Any] | None = None
+        for gone in set(self.pushed) - set(urls):
+            del self.pushed[gone]
+
+        async def one(url: str) -> None:
+            nonlocal bundle
+            admin = self.ctx.receiver(url)
+            try:
+                if verify and self.pushed.get(url) == version:
+                    current = await admin.config()
+                    if current.get("version") != version:
+                        self.pushed.pop(url, None)  # restarted, or someone else pushed
+                if self.pushed.get(url) != version:
+                    if bundle is None:
+                        bundle = build_bundle(
+                            evaluation.webhooks,
+                            evaluation.filters,
+                            evaluation.event_types,
+                            secrets,
+                        )
+                    answer = await admin.push_config(bundle)
+                    self.pushed[url] = str(answer.get("version", version))
+                    log.info("receiver %s now serves configuration %s", url, version)
+                if self.pushed.get(url) == version:
+                    outcome.acknowledged += 1
+            except (ReceiverUnavailable, ReceiverError) as exc:
+                self.pushed.pop(url, None)
+                outcome.errors.append(f"{url}: {exc}")
+
+        await asyncio.gather(*(one(url) for url in urls))
+        return outcome
+
+    def desired(
+        self, key: ObjectKey, evaluation: Evaluation, outcome: PushOutcome
+    ) -> list[Desired]:
+        if key in evaluation.conditions:
+            return evaluation.conditions[key]
+        if key in evaluation.routed:
+            if outcome.serving:
+                return [
+                    Desired(
+                        c.READY,
+                        "True",
+                        c.SERVING,
+                        f"served by {outcome.replicas} receiver replica"
+                        f"{'s' if outcome.replicas != 1 else ''} "
+                        f"(configuration {evaluation.config.version})",
+                    )
+                ]
+            reason = (
+                "no receiver replica is running"
+                if outcome.replicas == 0
+                else "; ".join(outcome.errors[:3]) or "the receiver has not taken the configuration"
+            )
+            return [Desired(c.READY, "False", c.RECEIVER_NOT_READY, reason)]
+        return []
+
+    async def write_status(
+        self, key: ObjectKey, body: Mapping[str, Any], desired: list[Desired]
+    ) -> None:
+        if not desired:
+            return
+        meta = body.get("metadata") or {}
+        generation = meta.get("generation")
+        status = body.get("status") or {}
+        current = status.get("conditions") or []
+        now = self.ctx.now()
+        new = list(current)
+        for d in desired:
+            new = c.set_condition(new, d.type, d.status, d.reason, d.message, generation, now)
+        if c.same_conditions(new, current) and status.get("observedGeneration") == generation:
+            return
+        kind, namespace, name = key
+        await self.ctx.kube.patch(
+            resource_path(API_VERSION, PLURALS[kind], namespace, name, "status"),
+            {"status": {"conditions": new, "observedGeneration": generation}},
+        )
+        before = c.find(current, c.READY)
+        after = c.find(new, c.READY)
+        if after is not None and (before is None or before.get("status") != after.get("status")):
+            ok = after["status"] == "True"
+            await self.ctx.kube.post_event(
+                {**body, "kind": kind, "apiVersion": API_VERSION},
+                type="Normal" if ok else "Warning",
+                reason=c.READY if ok else str(after["reason"]),
+                message=str(after["message"]) or str(after["reason"]),
+            )
