@@ -78,7 +78,7 @@ class OperatorContext:
         settings = self.config
         if settings.receiver_admin_urls:
             return list(settings.receiver_admin_urls)
-        service = f"{settings.receiver_name}-admin"
+        service = settings.admin_service_name
         slices = await self.kube.list(
             resource_path("discovery.k8s.io/v1", "endpointslices", settings.namespace)
         )

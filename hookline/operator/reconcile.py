@@ -25,6 +25,7 @@ from .context import OperatorContext
 from .evaluate import Desired, Evaluation, ObjectKey, evaluate
 from .ids import EVENT_TYPE_INDEX, FILTER_INDEX, SECRET_INDEX, WEBHOOK_INDEX
 from .kube import KubeError, KubeUnavailable, resource_path
+from .receiver_objects import ensure_receiver
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,8 @@ class Reconciler:
     # The configuration version each replica acknowledged, by admin URL.
     pushed: dict[str, str] = field(default_factory=dict)
     passes: int = 0
+    # When the receiver's own objects were last compared (loop time); None: never.
+    receiver_checked: float | None = None
 
     async def run(self, stopped: Any, indexes: Mapping[str, Any]) -> None:
         """Until kopf stops the daemon (operator exit, or paused by peering)."""
@@ -97,6 +100,7 @@ class Reconciler:
         return self.ctx.wakeup.is_set()
 
     async def reconcile_once(self, indexes: Mapping[str, Any], *, verify: bool = False) -> None:
+        await self.ensure_receiver()
         secrets = {k: v for k, v in index_values(indexes.get(SECRET_INDEX))}
         evaluation = evaluate(
             index_values(indexes.get(WEBHOOK_INDEX)),
@@ -123,6 +127,19 @@ class Reconciler:
             for key, body in objects.items():
                 await self.write_status(key, body, self.desired(key, evaluation, outcome))
         self.passes += 1
+
+    async def ensure_receiver(self) -> None:
+        """The receiver's Deployment and Services, compared once per resync interval
+        (each comparison is a GET per object; a busy cluster pokes far more often)."""
+        settings = self.ctx.config
+        now = asyncio.get_running_loop().time()
+        if not settings.manage_receiver or (
+            self.receiver_checked is not None
+            and now - self.receiver_checked < settings.resync_interval
+        ):
+            return
+        await ensure_receiver(self.ctx.kube, settings)
+        self.receiver_checked = now
 
     async def push(
         self,

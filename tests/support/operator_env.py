@@ -95,7 +95,9 @@ class RunningReceiver:
 
 
 @asynccontextmanager
-async def receiver(tmp_path: Path, token: str = ADMIN_TOKEN) -> AsyncIterator[RunningReceiver]:
+async def receiver(
+    tmp_path: Path, token: str = ADMIN_TOKEN, *, admin_port: int | None = None
+) -> AsyncIterator[RunningReceiver]:
     settings = Settings(
         store_url=f"sqlite:///{tmp_path / 'receiver.db'}",
         load_config=None,  # push mode: nothing is served until the operator pushes
@@ -104,7 +106,7 @@ async def receiver(tmp_path: Path, token: str = ADMIN_TOKEN) -> AsyncIterator[Ru
     ingest = create_app(settings)
     admin = create_admin_app(ingest, AdminToken(token=token.encode()))
     runners = [web.AppRunner(ingest), web.AppRunner(admin)]
-    ports = [free_port(), free_port()]
+    ports = [free_port(), admin_port or free_port()]
     for runner, port in zip(runners, ports, strict=True):
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", port).start()

@@ -1,0 +1,127 @@
+"""The receiver run by the operator (issue 6): its Deployment and Services created from
+the settings, drift put back, and the replicas found behind the admin Service's
+EndpointSlices and given the configuration. Against KMock, with a real receiver standing
+in for the pod behind the EndpointSlice."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hookline.api.common import API_VERSION
+from tests.support.kmock_harness import StrictEmulator
+from tests.support.operator_env import (
+    ADMIN_TOKEN,
+    OPERATOR_NAMESPACE,
+    WEBHOOKS,
+    create,
+    emulator,
+    free_port,
+    is_ready,
+    operator,
+    operator_settings,
+    patch,
+    receiver,
+    secret,
+)
+
+DEPLOYMENTS = "apps/v1/deployments"
+SERVICES = "v1/services"
+NETWORK_POLICIES = "networking.k8s.io/v1/networkpolicies"
+
+
+@pytest.fixture
+async def k8s() -> AsyncIterator[StrictEmulator]:
+    async with emulator() as k:
+        await create(
+            k,
+            secret(OPERATOR_NAMESPACE, "hookline-receiver-admin-token", token=ADMIN_TOKEN.encode()),
+        )
+        yield k
+
+
+def replicas(k: StrictEmulator) -> Any:
+    return (
+        (k.get(DEPLOYMENTS, OPERATOR_NAMESPACE, "hookline-receiver") or {}).get("spec") or {}
+    ).get("replicas")
+
+
+async def test_receiver_objects_created_and_drift_repaired(k8s: StrictEmulator) -> None:
+    settings = operator_settings(
+        k8s,
+        manage_receiver=True,
+        resync_interval=0.2,
+        receiver_replicas=2,
+        store_secret_name="hookline-store",
+    )
+    async with operator(k8s, settings):
+        deployment = await k8s.wait_for(
+            lambda: k8s.get(DEPLOYMENTS, OPERATOR_NAMESPACE, "hookline-receiver")
+        )
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        assert "push" in container["args"]
+        assert deployment["spec"]["replicas"] == 2
+        services = await k8s.wait_for(lambda: len(k8s.list(SERVICES)) == 2 and k8s.list(SERVICES))
+        ingest = next(s for s in services if s["metadata"]["name"] == "hookline-receiver")
+        # The admin port is never on the Service that takes the internet's traffic.
+        assert [p["targetPort"] for p in ingest["spec"]["ports"]] != [settings.admin_port]
+        assert settings.admin_port not in [p.get("port") for p in ingest["spec"]["ports"]]
+        await k8s.wait_for(lambda: k8s.list(NETWORK_POLICIES))
+
+        # Someone scales it by hand and drops a label: the operator puts both back.
+        await patch(
+            k8s,
+            f"/apis/apps/v1/namespaces/{OPERATOR_NAMESPACE}/deployments/hookline-receiver",
+            {"spec": {"replicas": 7}, "metadata": {"labels": {"app.kubernetes.io/name": None}}},
+        )
+        await k8s.wait_for(lambda: replicas(k8s) == 7)
+        await k8s.wait_for(lambda: replicas(k8s) == 2)
+        labels = k8s.get(DEPLOYMENTS, OPERATOR_NAMESPACE, "hookline-receiver")["metadata"]["labels"]  # type: ignore[index]
+        assert labels["app.kubernetes.io/name"] == "hookline"
+
+
+async def test_replicas_found_through_endpointslices(k8s: StrictEmulator, tmp_path: Path) -> None:
+    port = free_port()
+    async with receiver(tmp_path, admin_port=port) as running:
+        settings = operator_settings(
+            k8s, manage_receiver=True, admin_port=port, resync_interval=0.2
+        )
+        async with operator(k8s, settings):
+            await create(k8s, secret("ci", "gh", secret=b"s3cret"))
+            await create(
+                k8s,
+                {
+                    "apiVersion": API_VERSION,
+                    "kind": "Webhook",
+                    "metadata": {"name": "found", "namespace": "ci"},
+                    "spec": {"auth": {"type": "github", "secretRef": {"name": "gh"}}},
+                },
+            )
+            # No pod yet: compiled, but nobody serves it.
+            await k8s.wait_for(
+                lambda: ((k8s.get(WEBHOOKS, "ci", "found") or {}).get("status") or {}).get(
+                    "conditions"
+                )
+            )
+            assert not is_ready(k8s.get(WEBHOOKS, "ci", "found"))
+            # A pod appears behind the admin Service (not ready yet: published anyway).
+            await create(
+                k8s,
+                {
+                    "apiVersion": "discovery.k8s.io/v1",
+                    "kind": "EndpointSlice",
+                    "metadata": {
+                        "name": "hookline-receiver-admin-abcde",
+                        "namespace": OPERATOR_NAMESPACE,
+                        "labels": {"kubernetes.io/service-name": settings.admin_service_name},
+                    },
+                    "addressType": "IPv4",
+                    "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": False}}],
+                    "ports": [{"name": "admin", "port": port}],
+                },
+            )
+            await k8s.wait_for(lambda: is_ready(k8s.get(WEBHOOKS, "ci", "found")), seconds=10)
+            assert running.state.config.route_for("ci/found") is not None
