@@ -119,9 +119,7 @@ def _strategy(settings: OperatorSettings) -> dict[str, Any]:
     if settings.sqlite_pvc is not None:
         # A ReadWriteOnce volume and SQLite's single writer: the old pod must be gone
         # before the new one opens the database. Zero-downtime rollouts need PostgreSQL.
-        # rollingUpdate: None clears the old strategy's field when drift_patch switches
-        # an existing Deployment over (the API refuses it beside Recreate).
-        return {"type": "Recreate", "rollingUpdate": None}
+        return {"type": "Recreate"}
     # Never fewer ready pods than asked for: a new pod takes traffic before an old one
     # leaves, so no webhook is refused during a rollout (issue 6).
     return {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
@@ -464,6 +462,11 @@ def _covers(actual: Any, desired: Any) -> bool:
     return bool(actual == desired)
 
 
+# Discriminated unions: when their `type` changes, the old member's fields must go (a
+# Deployment's rollingUpdate is refused beside type Recreate).
+_UNIONS = frozenset({"strategy"})
+
+
 def _merge_patch(desired: Mapping[str, Any], actual: Mapping[str, Any]) -> dict[str, Any]:
     patch: dict[str, Any] = {}
     for key, want in desired.items():
@@ -471,6 +474,13 @@ def _merge_patch(desired: Mapping[str, Any], actual: Mapping[str, Any]) -> dict[
         if key not in actual:
             if not _empty(want):
                 patch[key] = want
+        elif (
+            key in _UNIONS
+            and isinstance(want, dict)
+            and isinstance(have, dict)
+            and want.get("type") != have.get("type")
+        ):
+            patch[key] = {**{k: None for k in have if k not in want}, **want}
         elif isinstance(want, dict) and isinstance(have, dict):
             sub = _merge_patch(want, have)
             if sub:

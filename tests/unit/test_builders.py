@@ -9,6 +9,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
+from hookline.cli import build_parser
 from hookline.operator import builders as b
 from hookline.operator.settings import SQLITE_URL, OperatorSettings
 
@@ -77,6 +78,7 @@ def test_every_object_is_valid_kubernetes(kw: dict[str, Any]) -> None:
     objects += [ingress] if ingress else []
     for obj in objects:
         assert_valid(obj)
+        assert prune_none(obj) == obj  # no nulls: the handlers create these bodies as built
         labels = obj["metadata"]["labels"]
         assert labels["app.kubernetes.io/name"] == "hookline"
         assert labels["app.kubernetes.io/managed-by"] == "hookline-operator"
@@ -359,3 +361,16 @@ def test_drift_on_a_service_port_and_empty_values() -> None:
     assert b.drift_patch({"spec": {"a": {}, "b": [], "c": None}}, {"spec": {}}) is None
     assert b.drift_patch({"spec": {"a": 1}}, {"spec": {"a": 1, "b": 2}}) is None
     assert b.drift_patch({"spec": {"a": [1, 2]}}, {"spec": {"a": [1]}}) == {"spec": {"a": [1, 2]}}
+
+
+def test_the_cli_accepts_the_receiver_args() -> None:
+    s = settings(**FULL)
+    # What the kubelet runs after expanding $(HOOKLINE_STORE_URL) from the env.
+    argv = [a.replace("$(HOOKLINE_STORE_URL)", "postgresql://u@db/h") for a in b.receiver_args(s)]
+    args = build_parser().parse_args(argv)
+    assert args.command == "receiver"
+    assert args.config_source == "push"
+    assert args.admin_token_file == b.ADMIN_TOKEN_PATH
+    assert args.store == "postgresql://u@db/h"
+    assert (args.port, args.admin_port) == (s.ingest_port, s.admin_port)
+    assert args.trusted_proxy == ["10.0.0.0/8"]
