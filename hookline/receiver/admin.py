@@ -339,7 +339,13 @@ async def put_config(request: web.Request) -> web.Response:
         previous = state.config.version
         state.swap(config)
     if config.version != previous:
-        log.info("configuration pushed: %s", describe(config))
+        # A summary, not describe(): a thousand routes do not belong in one log line.
+        log.info(
+            "configuration %s pushed: %d routes, %d problems",
+            config.version,
+            len(config.routes),
+            len(config.problems),
+        )
         for item in config.problems:
             log.warning("not served: %s: %s: %s", item.webhook or "-", item.reason, item.message)
     return web.json_response(config_description(state))

@@ -227,13 +227,25 @@ def compile_config(
         except ValueError as exc:
             problems.append(Problem(et.key, EVENT_TYPE_INVALID, str(exc), kind="EventType"))
     compiled_filters = {f.key: compile_filter(f) for f in filters}
+    # Indexed by namespace once: looking them up per Webhook made a push of a thousand
+    # Webhooks with their thousand Secrets quadratic (issue 6 benchmark).
+    filter_names: dict[str | None, set[str]] = {}
+    for f in filters:
+        filter_names.setdefault(f.metadata.namespace, set()).add(f.metadata.name)
+    types_by_ns: dict[str | None, list[EventType]] = {}
+    for t in event_types:
+        types_by_ns.setdefault(t.metadata.namespace, []).append(t)
+    secret_keys: dict[str, dict[str, set[str]]] = {}
+    for (sns, name), data in secrets.items():
+        secret_keys.setdefault(sns, {})[name] = set(data)
     for webhook in sorted(webhooks, key=lambda w: w.key):
         ns = webhook.metadata.namespace or "default"
+        namespace_types = types_by_ns.get(ns, [])
         missing = missing_references(
             webhook,
-            filters={f.metadata.name for f in filters if f.metadata.namespace == ns},
-            event_types=[t for t in event_types if t.metadata.namespace == ns],
-            secrets={name: set(data) for (sns, name), data in secrets.items() if sns == ns},
+            filters=filter_names.get(ns, set()),
+            event_types=namespace_types,
+            secrets=secret_keys.get(ns, {}),
         )
         if missing:
             problems += [Problem(webhook.key, m.reason, m.message) for m in missing]
@@ -257,7 +269,6 @@ def compile_config(
                 )
             )
             continue
-        namespace_types = [t for t in event_types if t.metadata.namespace == ns]
         broken = [
             ref_key
             for ref in webhook.spec.event_types

@@ -19,8 +19,8 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from openapi_spec_validator import validate as validate_openapi
 from aiohttp.test_utils import TestClient
+from openapi_spec_validator import validate as validate_openapi
 
 from hookline.api.manifests import ManifestSet, add_document
 from hookline.cli import main
