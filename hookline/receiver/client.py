@@ -132,6 +132,11 @@ class ReceiverAdmin:
         """GET /api/v1/stats: counters per Webhook, EventFilter, EventType."""
         return await self._call("GET", "/api/v1/stats")
 
+    async def delivery(self, delivery_id: str) -> dict[str, Any]:
+        """GET /api/v1/deliveries/<id>: one kept delivery (credentials redacted), with
+        its destinations, attempts and replays. 404 delivery_not_found if not kept."""
+        return await self._call("GET", f"/api/v1/deliveries/{quote(delivery_id, safe='')}")
+
     async def replay_delivery(
         self,
         delivery_id: str,

@@ -325,6 +325,11 @@ async def test_the_client_against_a_real_receiver(
     assert stats["webhooks"]["t/fwd"]["pending"] == 1
     assert stats["config"]["version"] == served["version"]
 
+    kept = await admin.delivery(delivery_id)
+    assert (kept["id"], kept["webhook"], kept["status"]) == (delivery_id, "t/fwd", "accepted")
+    with pytest.raises(ReceiverError) as not_kept:
+        await admin.delivery("NOPE/../x")
+    assert (not_kept.value.status, not_kept.value.code) == (404, "delivery_not_found")
     replay = await admin.replay_delivery(delivery_id, "annotation", "hookline-operator")
     assert replay["deliveryId"] == delivery_id
     assert (replay["requestedBy"], replay["reason"]) == ("hookline-operator", "annotation")
