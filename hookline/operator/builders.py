@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
 
 from .. import __version__
@@ -445,13 +447,52 @@ def _empty(value: Any) -> bool:
     return value is None or value == {} or value == []
 
 
-def _covers(actual: Any, desired: Any) -> bool:
+# Resource quantities: the API server returns them in canonical form ("0.5" → "500m",
+# "1024Mi" → "1Gi"), so they are compared by value or a user's spelling would look like
+# drift on every reconcile.
+_QUANTITY = re.compile(
+    r"^([+-]?(?:\d+\.?\d*|\.\d+))(?:([eE][+-]?\d+)|(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE])?)$"
+)
+_SUFFIX: dict[str, Decimal] = {
+    "": Decimal(1), "n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"),
+    **{s: Decimal(10) ** (3 * i) for i, s in enumerate("kMGTPE", start=1)},
+    **{s: Decimal(2) ** (10 * i) for i, s in enumerate(["Ki", "Mi", "Gi", "Ti", "Pi", "Ei"], 1)},
+}  # fmt: skip
+_QUANTITY_PARENTS = frozenset({"requests", "limits"})
+
+
+def quantity(value: Any) -> Decimal | None:
+    """The value of a Kubernetes quantity ("500m", "1Gi", 2), None if it is not one."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        return None
+    match = _QUANTITY.match(str(value))
+    if match is None:
+        return None
+    number = Decimal(match[1])
+    if match[2]:
+        return number * Decimal(10) ** int(match[2][1:])
+    return number * _SUFFIX[match[3] or ""]
+
+
+def _same_scalar(actual: Any, desired: Any, as_quantity: bool) -> bool:
+    if actual == desired:
+        return True
+    if as_quantity:
+        have, want = quantity(actual), quantity(desired)
+        return have is not None and have == want
+    return False
+
+
+def _covers(actual: Any, desired: Any, as_quantity: bool = False) -> bool:
     """True when `actual` has every value `desired` sets (extra keys are defaults)."""
     if isinstance(desired, dict):
         if not isinstance(actual, dict):
             return _empty(desired) and actual is None
         return all(
-            _covers(actual.get(k), v) if k in actual else _empty(v) for k, v in desired.items()
+            _covers(actual.get(k), v, as_quantity or k in _QUANTITY_PARENTS)
+            if k in actual
+            else _empty(v)
+            for k, v in desired.items()
         )
     if isinstance(desired, list):
         if actual is None:
@@ -459,7 +500,7 @@ def _covers(actual: Any, desired: Any) -> bool:
         if not isinstance(actual, list) or len(actual) != len(desired):
             return False
         return all(_covers(a, d) for a, d in zip(actual, desired, strict=True))
-    return bool(actual == desired)
+    return _same_scalar(actual, desired, as_quantity)
 
 
 # Discriminated unions: when their `type` changes, the old member's fields must go (a

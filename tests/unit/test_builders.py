@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import copy
+from decimal import Decimal
 from typing import Any
 
 import kubernetes_validate
@@ -374,3 +375,27 @@ def test_the_cli_accepts_the_receiver_args() -> None:
     assert args.store == "postgresql://u@db/h"
     assert (args.port, args.admin_port) == (s.ingest_port, s.admin_port)
     assert args.trusted_proxy == ["10.0.0.0/8"]
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("500m", "0.5"), ("0.5", "0.5"), ("1Gi", str(2**30)), ("1024Mi", str(2**30)), ("1e3", "1000")],
+)
+def test_quantity(text: str, value: str) -> None:
+    assert b.quantity(text) == Decimal(value)
+
+
+def test_resources_compare_by_value_not_spelling() -> None:
+    # A user writes cpu "0.5" and memory "1024Mi"; the API server returns "500m", "1Gi".
+    desired = b.build_receiver_deployment(
+        settings(receiver_resources={"requests": {"cpu": "0.5", "memory": "1024Mi"}})
+    )
+    actual = as_server_returns(desired)
+    actual["spec"]["template"]["spec"]["containers"][0]["resources"] = {
+        "requests": {"cpu": "500m", "memory": "1Gi"}
+    }
+    assert b.drift_patch(desired, actual) is None
+    actual["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["cpu"] = "1"
+    assert b.drift_patch(desired, actual) is not None
+    # Elsewhere strings are strings: an image tag "1.0" is not "1".
+    assert b.drift_patch({"spec": {"image": "1.0"}}, {"spec": {"image": "1"}}) is not None
