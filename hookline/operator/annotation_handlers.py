@@ -24,7 +24,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
-from urllib.parse import quote
 
 import kopf
 
@@ -122,12 +121,8 @@ def _give_up(runtime: timedelta, timing: Timing) -> bool:
 
 async def _check_owner(admin: ReceiverAdmin, delivery_id: str, key: str) -> None:
     """Refuse a delivery of another Webhook: whoever may annotate this Webhook must not
-    replay another namespace's deliveries through it (the replay endpoint takes any id).
-
-    ReceiverAdmin has no typed method for GET /api/v1/deliveries/<id> (yet): its
-    generic call is used so that errors are classified the same way."""
-    found = await admin._call("GET", f"/api/v1/deliveries/{quote(delivery_id, safe='')}")
-    owner = found.get("webhook")
+    replay another namespace's deliveries through it (the replay endpoint takes any id)."""
+    owner = (await admin.delivery(delivery_id)).get("webhook")
     if owner != key:
         raise AnnotationError(
             f"delivery {delivery_id} belongs to Webhook {owner}, not {key}: annotate that "

@@ -36,8 +36,8 @@ class FakeAdmin:
         self.error: Exception | None = None
         self.batch: dict[str, Any] = {"replayed": [], "refused": [], "matched": 0}
 
-    async def _call(self, method: str, path: str) -> dict[str, Any]:
-        self.calls.append((method, path))
+    async def delivery(self, delivery_id: str) -> dict[str, Any]:
+        self.calls.append(("delivery", delivery_id))
         if self.error is not None:
             raise self.error
         return {"id": DELIVERY, "webhook": self.owner}
