@@ -17,7 +17,6 @@ is the glue to kopf, the receiver's admin API and the Kubernetes API.
 from __future__ import annotations
 
 import base64
-import binascii
 import logging
 import secrets as random_secrets
 from collections.abc import Mapping
@@ -46,7 +45,7 @@ from .annotations import (
 )
 from .builders import GENERATED_LABEL, WEBHOOK_ANNOTATION, generated_secret_name
 from .context import OperatorContext
-from .evaluate import GENERATED_SECRET_KEY
+from .evaluate import GENERATED_SECRET_KEY, decode_secret_data
 from .kube import KubeError, KubeUnavailable, resource_path
 
 log = logging.getLogger(__name__)
@@ -236,16 +235,6 @@ async def handle_replay(
 # --- hookline.dev/rotate-secret --------------------------------------------------------
 
 
-def _secret_data(secret: Mapping[str, Any]) -> dict[str, bytes]:
-    out: dict[str, bytes] = {}
-    for k, v in (secret.get("data") or {}).items():
-        try:
-            out[k] = base64.b64decode(str(v), validate=True)
-        except binascii.Error:
-            continue
-    return out
-
-
 def is_generated_for(secret: Mapping[str, Any], webhook_name: str) -> bool:
     """Whether hookline generated this Secret for this Webhook (builders.py marks it)."""
     meta = secret.get("metadata") or {}
@@ -340,7 +329,7 @@ async def _rotate_secret(
     """Write the new value and keep the old one; the expiry time, if one is kept."""
     new_value = encode_secret(random_secrets.token_bytes(SECRET_BYTES), auth.get("type"))
     data, annotations = rotate(
-        _secret_data(secret), key, new_value, ctx.now(), ctx.config.secret_overlap
+        decode_secret_data(secret), key, new_value, ctx.now(), ctx.config.secret_overlap
     )
     changes: dict[str, Any] = {
         "metadata": {
