@@ -154,7 +154,7 @@ def build_receiver_deployment(
         "imagePullPolicy": settings.receiver_image_pull_policy,
         "command": ["hookline"],
         "args": receiver_args(settings),
-        "env": [_store_env(settings)],
+        "env": [_store_env(settings), *settings.receiver_env],
         "ports": [
             {"name": INGEST_PORT_NAME, "containerPort": settings.ingest_port, "protocol": "TCP"},
             {"name": ADMIN_PORT_NAME, "containerPort": settings.admin_port, "protocol": "TCP"},

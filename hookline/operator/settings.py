@@ -244,6 +244,13 @@ class OperatorSettings(BaseModel):
         default_factory=dict,
         description="HOOKLINE_RECEIVER_POD_ANNOTATIONS (JSON): e.g. for a service mesh.",
     )
+    receiver_env: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description=(
+            "HOOKLINE_RECEIVER_ENV (JSON list of EnvVar): more variables for the receiver, "
+            "e.g. HTTPS_PROXY / NO_PROXY for destinations behind an egress proxy."
+        ),
+    )
     receiver_log_level: Literal["debug", "info", "warning"] = Field(
         default="info", description="HOOKLINE_RECEIVER_LOG_LEVEL."
     )
@@ -438,6 +445,7 @@ class OperatorSettings(BaseModel):
         "receiver_tolerations",
         "receiver_affinity",
         "receiver_pod_annotations",
+        "receiver_env",
         "ingress_annotations",
         "admin_network_peers",
         mode="before",
@@ -521,6 +529,18 @@ class OperatorSettings(BaseModel):
     @classmethod
     def _names(cls, value: str | None) -> str | None:
         return None if value is None else _check_name(value)
+
+    @field_validator("receiver_env")
+    @classmethod
+    def _env(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for item in value:
+            name = item.get("name")
+            if not isinstance(name, str) or not name:
+                raise ValueError(f"{item!r}: each variable needs a name")
+            # The store URL is the operator's to set, from the store Secret.
+            if name == "HOOKLINE_STORE_URL":
+                raise ValueError("HOOKLINE_STORE_URL comes from HOOKLINE_STORE_SECRET_NAME")
+        return value
 
     @field_validator("receiver_image_pull_secrets")
     @classmethod

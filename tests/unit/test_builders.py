@@ -58,6 +58,7 @@ FULL = dict(
     receiver_service_account="hookline-receiver",
     receiver_trusted_proxies=["10.0.0.0/8"],
     admin_network_peers=[{"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}],
+    receiver_env=[{"name": "HTTPS_PROXY", "value": "http://proxy:3128"}],
 )
 
 
@@ -197,6 +198,7 @@ def test_optional_pod_settings() -> None:
     args = container(d)["args"]
     assert args[args.index("--trusted-proxy") + 1] == "10.0.0.0/8"
     assert d["spec"]["replicas"] == 3
+    assert container(d)["env"][1:] == [{"name": "HTTPS_PROXY", "value": "http://proxy:3128"}]
 
 
 def test_ingest_service_never_exposes_the_admin_port() -> None:

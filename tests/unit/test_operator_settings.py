@@ -139,6 +139,11 @@ def test_peering_priority_differs_between_replicas() -> None:
         ({"HOOKLINE_INGRESS_ENABLED": "true"}, "HOOKLINE_INGRESS_HOST"),
         ({"HOOKLINE_INGRESS_HOST": "*.example.com"}, "HOOKLINE_INGRESS_HOST"),
         ({"HOOKLINE_PEERING_PRIORITY": "high"}, "HOOKLINE_PEERING_PRIORITY"),
+        ({"HOOKLINE_RECEIVER_ENV": '[{"value": "x"}]'}, "HOOKLINE_RECEIVER_ENV"),
+        (
+            {"HOOKLINE_RECEIVER_ENV": '[{"name": "HOOKLINE_STORE_URL", "value": "x"}]'},
+            "HOOKLINE_RECEIVER_ENV",
+        ),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], variable: str) -> None:
