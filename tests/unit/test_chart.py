@@ -239,3 +239,59 @@ def test_dockerfile_user_matches_the_receiver_pod() -> None:
     text = (ROOT / "Dockerfile").read_text()
     assert re.search(rf"^USER {builders.RUN_AS_USER}(:{builders.RUN_AS_USER})?$", text, re.M)
     assert re.search(r'^ENTRYPOINT \["hookline"\]$', text, re.M)
+
+
+# --- the permission list against the code ------------------------------------------
+
+_PLURAL = {
+    "Deployment": "deployments",
+    "Service": "services",
+    "Ingress": "ingresses",
+    "NetworkPolicy": "networkpolicies",
+    "Secret": "secrets",
+}
+
+
+def _group(api_version: str) -> str:
+    return api_version.rsplit("/", 1)[0] if "/" in api_version else ""
+
+
+def test_every_built_object_can_be_created_and_repaired() -> None:
+    s = OperatorSettings(
+        namespace="hookline",
+        ingress_enabled=True,
+        ingress_host="hooks.example.com",
+    )
+    objects = [
+        builders.build_receiver_deployment(s),
+        builders.build_receiver_service(s),
+        builders.build_receiver_admin_service(s),
+        builders.build_receiver_ingress(s),
+        builders.build_admin_network_policy(s),
+        builders.build_admin_token_secret(s, b"t"),
+    ]
+    for obj in objects:
+        assert obj is not None
+        plural = _PLURAL[obj["kind"]]
+        for verb in ("get", "create", "patch", "delete"):
+            permission = (_group(obj["apiVersion"]), plural, verb)
+            assert permission in RECEIVER_NAMESPACE_PERMISSIONS, permission
+    # Webhooks' generated Secrets live in the watched namespaces.
+    generated = builders.build_generated_secret("w", "ci", "secret", b"s")
+    for verb in ("get", "create", "patch", "delete"):
+        permission = (_group(generated["apiVersion"]), _PLURAL[generated["kind"]], verb)
+        assert permission in WATCHED_NAMESPACE_PERMISSIONS, permission
+
+
+# Literal resource_path("<apiVersion>", "<plural>", ...) calls in the operator.
+_RESOURCE_PATH = re.compile(r'resource_path\(\s*"([^"]+)",\s*"([a-z]+)"')
+
+
+def test_every_api_path_in_the_operator_is_permitted() -> None:
+    used = {
+        (_group(api_version), plural)
+        for path in (ROOT / "hookline" / "operator").glob("*.py")
+        for api_version, plural in _RESOURCE_PATH.findall(path.read_text())
+    }
+    permitted = {(group, resource) for group, resource, _ in REQUIRED_PERMISSIONS}
+    assert used <= permitted, used - permitted
