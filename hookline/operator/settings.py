@@ -14,7 +14,7 @@ Value syntax in the environment:
 - intervals: seconds (``10``, ``0.5``) or a Go duration (``10s``, ``1m``);
 - ``HOOKLINE_SECRET_OVERLAP``: a Go duration (``24h``), as in the resources' specs.
 
-A bad value raises ``ValueError`` whose message starts with the variable's name, so a
+A bad value raises ``ValueError`` whose message names the variable, so a
 crash-looping operator's one log line says which value to fix.
 """
 
@@ -54,7 +54,7 @@ _DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _LABEL = re.compile(LABEL_PATTERN)
 _NAME = re.compile(NAME_PATTERN)
 _SECRET_KEY = re.compile(SECRET_KEY_PATTERN)
-# The priority range a replica derives from its pod name (see peering_priority_for).
+# The priority range a replica derives from its pod name (see derived_priority).
 _DERIVED_PRIORITY_MAX = 2**31 - 1
 
 
@@ -684,7 +684,8 @@ class OperatorSettings(BaseModel):
     ) -> OperatorSettings:
         """Settings from HOOKLINE_* variables; unset ones keep their defaults.
 
-        Raises ValueError naming the variable when a value is bad. Variables with the
+        Raises ValueError naming the variable when a value is bad; an empty value counts
+        as unset. Variables with the
         prefix that match no field are ignored here (Kubernetes itself injects
         HOOKLINE_RECEIVER_SERVICE_HOST and the like for a Service named
         hookline-receiver); :meth:`unknown_env` lists them so the caller can warn about
@@ -694,7 +695,8 @@ class OperatorSettings(BaseModel):
         raw: dict[str, Any] = {}
         for key, value in environ.items():
             name = key.removeprefix(ENV_PREFIX).lower()
-            if key.startswith(ENV_PREFIX) and name in fields:
+            # Empty means unset: Helm renders an unset value as "".
+            if key.startswith(ENV_PREFIX) and name in fields and value.strip():
                 raw[name] = value
         if "peering_priority" not in raw and environ.get("HOSTNAME"):
             raw["peering_priority"] = derived_priority(environ["HOSTNAME"])

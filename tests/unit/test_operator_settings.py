@@ -192,3 +192,11 @@ def test_every_field_is_documented_with_its_variable() -> None:
     for name, field in OperatorSettings.model_fields.items():
         assert field.description, name
         assert field.description.startswith(env_name(name)), (name, field.description)
+
+
+def test_empty_values_are_unset() -> None:
+    # What Helm renders for values left empty.
+    env = {
+        env_name(name): "" for name in OperatorSettings.model_fields if name not in ("namespace",)
+    }
+    assert from_env(**env) == from_env()
