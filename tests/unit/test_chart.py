@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 import yaml
 
@@ -295,3 +296,36 @@ def test_every_api_path_in_the_operator_is_permitted() -> None:
     }
     permitted = {(group, resource) for group, resource, _ in REQUIRED_PERMISSIONS}
     assert used <= permitted, used - permitted
+
+
+def test_values_schema_accepts_the_defaults_and_refuses_typos() -> None:
+    # Helm checks values against values.schema.json before rendering: a misspelt key
+    # (receiver.replica) fails the install instead of being silently ignored.
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    jsonschema.validate(values(), schema)
+    wrong = values()
+    wrong["receiver"]["replica"] = 3
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(wrong, schema)
+    wrong = values()
+    wrong["receiver"]["serviceType"] = "Headless"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(wrong, schema)
+    ok = values()
+    ok["operator"]["statsInterval"] = 30
+    jsonschema.validate(ok, schema)
+
+
+def _leaves(node: Any, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    free = {"resources", "podAnnotations", "podLabels", "nodeSelector", "affinity", "annotations"}
+    if isinstance(node, dict) and (not path or path[-1] not in free):
+        return [leaf for key, value in node.items() for leaf in _leaves(value, (*path, key))]
+    return [path]
+
+
+def test_every_value_is_used() -> None:
+    text = "".join(p.read_text() for p in TEMPLATES.iterdir())
+    unused = [
+        ".".join(leaf) for leaf in _leaves(values()) if ".Values." + ".".join(leaf) not in text
+    ]
+    assert unused == []
