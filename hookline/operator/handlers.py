@@ -21,6 +21,7 @@ import kopf
 from ..api.common import GROUP, VERSION
 from ..api.webhook import Webhook
 from . import conditions as c
+from .annotations import encode_secret
 from .builders import (
     ADMIN_TOKEN_KEY,
     build_admin_token_secret,
@@ -77,8 +78,9 @@ async def ensure_generated_secret(
     path = resource_path("v1", "secrets", namespace, name)
     if await ctx.kube.get(path) is not None:
         return
-    # URL-safe text, not raw bytes: callers paste it into their provider's settings.
-    value = base64.urlsafe_b64encode(random_secrets.token_bytes(32)).rstrip(b"=")
+    # Printable text, not raw bytes: callers paste it into their provider's settings
+    # (whsec_… for Standard Webhooks, as its spec fixes; rotation writes the same).
+    value = encode_secret(random_secrets.token_bytes(32), webhook.spec.auth.type.value)
     secret = build_generated_secret(webhook.metadata.name, namespace, GENERATED_SECRET_KEY, value)
     kopf.adopt(secret, owner=body)
     try:

@@ -46,14 +46,15 @@ def register_lifecycle(registry: kopf.OperatorRegistry, ctx: OperatorContext) ->
     async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         """Every kopf setting hookline relies on, each with why."""
         ours = ctx.config  # HOOKLINE_* variables; a mistake there stops the start-up here
-        # Progress and the last-handled spec under hookline's own annotation prefix, so
-        # `kubectl describe` shows whose they are and another kopf operator on the same
-        # objects (there should be none) would not read them as its own.
+        # Progress and the last-handled spec under an annotation prefix of hookline's
+        # own, so `kubectl describe` shows whose they are. Not "hookline.dev" itself:
+        # kopf strips its storage prefix's annotations before diffing, which would hide
+        # the user's hookline.dev/replay and hookline.dev/rotate-secret from the handlers.
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
-            prefix="hookline.dev"
+            prefix="kopf.hookline.dev"
         )
         settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-            prefix="hookline.dev", key="last-handled-configuration"
+            prefix="kopf.hookline.dev", key="last-handled-configuration"
         )
         # High availability (issue 6): replicas peer through one peering object and only
         # the one with the highest priority acts; the others pause (their daemons and

@@ -33,7 +33,7 @@ import jsonpatch
 import jsonpointer
 import kmock
 import kopf
-from kmock._internal import dicts, parsing
+from kmock._internal import dicts, dsl, parsing, rendering
 
 Validator = Callable[[dict[str, Any], dict[str, Any]], list[str]]
 
@@ -83,6 +83,30 @@ def _parse_path(path: str) -> parsing.ParsedPath:
 def install_namespace_path_fix() -> None:
     """Idempotent; rendering.Request._parse looks parse_path up on the module at call time."""
     parsing.parse_path = _parse_path
+    install_fast_membership()
+
+
+# --- KMock 0.8 matches each request to its reactions by scanning the whole request log
+# (dsl.View.__contains__ iterates every earlier request through every filter), so each
+# request costs O(requests so far) and a test of a thousand objects never finishes.
+# The same answer, in O(1) for the request being handled: a plain Filter contains a
+# request when its source does and its criteria hold; a root contains the requests it
+# logged, the newest (the one being handled) last.
+
+_original_contains = dsl.View.__contains__
+
+
+def _contains(self: Any, item: Any) -> bool:
+    if isinstance(item, rendering.Request):
+        if type(self) is dsl.Filter:
+            return bool(self.criteria(item)) and _contains(self._source, item)
+        if isinstance(self, dsl.Root) and type(self).__iter__ is dsl.Root.__iter__:
+            return any(request is item for request in reversed(self._requests))
+    return bool(_original_contains(self, item))
+
+
+def install_fast_membership() -> None:
+    dsl.View.__contains__ = _contains  # type: ignore[method-assign]
 
 
 # --- The emulator. ---
