@@ -84,6 +84,38 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 1 if errors else 0
 
 
+def cmd_operator(args: argparse.Namespace) -> int:
+    """The kopf operator (issue 6), cluster-wide or for a list of namespaces.
+
+    HOOKLINE_* variables configure it (hookline.operator.settings); they are read when
+    it starts, so a mistake there is one line and a non-zero exit, not a stack trace.
+    """
+    import os
+
+    import kopf
+
+    from .operator.settings import OperatorSettings
+
+    try:
+        settings = OperatorSettings.from_env(os.environ)
+    except ValueError as exc:
+        print(f"hookline operator: {exc}", file=sys.stderr)
+        return 2
+    for name in OperatorSettings.unknown_env(os.environ):
+        print(f"hookline operator: warning: unknown variable {name} (a typo?)", file=sys.stderr)
+    namespaces = args.namespace or settings.watch_namespaces
+    # Importing the package registers every handler into kopf's default registry.
+    import hookline.operator  # noqa: F401
+
+    kopf.configure(verbose=False)
+    kopf.run(
+        clusterwide=not namespaces,
+        namespaces=namespaces,
+        liveness_endpoint=args.liveness,
+    )
+    return 0
+
+
 def cmd_receiver(args: argparse.Namespace) -> int:
     import asyncio
     import ipaddress
@@ -226,6 +258,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     receiver.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
     receiver.set_defaults(func=cmd_receiver)
+    operator = sub.add_parser(
+        "operator", help="run the operator (the same as `kopf run -m hookline.operator`)"
+    )
+    operator.add_argument(
+        "--namespace",
+        action="append",
+        default=[],
+        help="watch only this namespace (repeat for several; default: the whole cluster)",
+    )
+    operator.add_argument(
+        "--liveness",
+        default=None,
+        help="serve kopf's liveness probe, e.g. http://0.0.0.0:8080/healthz",
+    )
+    operator.set_defaults(func=cmd_operator)
     cli_tools.add_parsers(sub)
     return parser
 
