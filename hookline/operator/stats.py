@@ -405,6 +405,76 @@ def status_patch(
     return patch or None
 
 
+def merge_patch(target: Mapping[str, Any] | None, patch: Mapping[str, Any]) -> dict[str, Any]:
+    """RFC 7386: `target` with the JSON merge `patch` applied (a new dict; pure)."""
+    result = dict(target) if isinstance(target, Mapping) else {}
+    for name, value in patch.items():
+        if value is None:
+            result.pop(name, None)
+        elif isinstance(value, Mapping):
+            result[name] = merge_patch(result.get(name), value)
+        else:
+            result[name] = value
+    return result
+
+
+class WrittenStatus:
+    """Status patches sent but not yet seen back in the object kopf hands the timers.
+
+    kopf updates a timer's body from the watch stream, after its batch window: with a
+    short interval, or a busy API server, the next run can still see the old status and
+    would send the same patch again. Until the object shows a patch (or `grace` seconds
+    have passed: the write may have been lost, and is then made again), it is laid over
+    the status the timer sees.
+    """
+
+    def __init__(self, grace: float, clock: Clock = time.monotonic) -> None:
+        self.grace = grace
+        self._clock = clock
+        self._sent: dict[Any, tuple[dict[str, Any], float]] = {}
+        self._swept = float("-inf")
+
+    def __len__(self) -> int:
+        return len(self._sent)
+
+    def current(self, key: Any, status: Mapping[str, Any] | None) -> dict[str, Any]:
+        """The status as it will be once the patches already sent for `key` land."""
+        seen = dict(status) if isinstance(status, Mapping) else {}
+        sent = self._sent.get(key)
+        if sent is None:
+            return seen
+        patch, at = sent
+        if status_patch(seen, patch) is None or self._clock() - at > self.grace:
+            del self._sent[key]
+            return seen
+        return merge_patch(seen, patch)
+
+    def sent(self, key: Any, patch: Mapping[str, Any]) -> None:
+        now = self._clock()
+        before = self._sent.get(key)
+        self._sent[key] = (_compose(before[0], patch) if before else dict(patch), now)
+        if now - self._swept > self.grace:
+            # Objects deleted right after a write are never looked at again.
+            self._swept = now
+            for stale in [k for k, (_, at) in self._sent.items() if now - at > self.grace]:
+                del self._sent[stale]
+
+    def forget(self, key: Any) -> None:
+        self._sent.pop(key, None)
+
+
+def _compose(first: Mapping[str, Any], second: Mapping[str, Any]) -> dict[str, Any]:
+    """One merge patch doing what `first` then `second` do (removals, None, kept)."""
+    result = dict(first)
+    for name, value in second.items():
+        earlier = result.get(name)
+        if isinstance(value, Mapping) and isinstance(earlier, Mapping):
+            result[name] = _compose(earlier, value)
+        else:
+            result[name] = value
+    return result
+
+
 def first_dead_letter(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) -> bool:
     """Whether `current` deliveries show the Webhook's first dead letter ever recorded in
     its status. The status is persisted, so an operator restart does not repeat it."""

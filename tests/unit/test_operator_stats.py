@@ -21,11 +21,13 @@ from hookline.operator.stats import (
     StatsCache,
     StatsUnavailable,
     WindowStats,
+    WrittenStatus,
     degraded,
     event_filter_counters,
     event_type_counters,
     first_dead_letter,
     latest_destination_error,
+    merge_patch,
     status_patch,
     webhook_deliveries,
 )
@@ -436,3 +438,46 @@ def test_first_dead_letter() -> None:
     assert first_dead_letter({"received": 3}, counts(0, 0, 1))
     assert not first_dead_letter({"deadLettered": 1}, counts(0, 0, 2))
     assert not first_dead_letter(None, counts(5, 1, 0))
+
+
+# --- merge_patch and WrittenStatus -----------------------------------------------------
+
+
+def test_merge_patch_is_rfc_7386() -> None:
+    target = {"a": 1, "b": {"c": 2, "d": 3}, "e": [1, 2]}
+    patch = {"a": None, "b": {"c": 5, "d": None}, "e": [3], "f": {"g": 1}}
+    assert merge_patch(target, patch) == {"b": {"c": 5}, "e": [3], "f": {"g": 1}}
+    assert target == {"a": 1, "b": {"c": 2, "d": 3}, "e": [1, 2]}  # not modified
+    assert merge_patch(None, {"x": 1}) == {"x": 1}
+
+
+def test_a_sent_patch_is_laid_over_a_stale_status() -> None:
+    clock = FakeClock(0.0)
+    written = WrittenStatus(grace=5.0, clock=clock)
+    stale = {"deliveries": {"received": 1, "lastError": "x"}}
+    assert written.current("k", stale) == stale
+    written.sent("k", {"deliveries": {"received": 2, "lastError": None}})
+    # kopf still hands the timer the old body: the patch is not sent twice.
+    assert written.current("k", stale) == {"deliveries": {"received": 2}}
+    assert status_patch(written.current("k", stale), {"deliveries": {"received": 2}}) is None
+    # A second patch before the first is seen: both are laid over.
+    written.sent("k", {"url": "u"})
+    assert written.current("k", stale) == {"deliveries": {"received": 2}, "url": "u"}
+    # The object shows them: nothing is remembered any more.
+    fresh = {"deliveries": {"received": 2}, "url": "u"}
+    assert written.current("k", fresh) == fresh
+    assert len(written) == 0
+
+
+def test_a_patch_never_seen_is_sent_again_after_the_grace() -> None:
+    clock = FakeClock(0.0)
+    written = WrittenStatus(grace=5.0, clock=clock)
+    written.sent("k", {"url": "u"})
+    clock.advance(5.1)
+    assert written.current("k", {}) == {}  # lost: the timer writes it again
+    written.sent("gone", {"url": "u"})
+    clock.advance(6.0)
+    written.sent("k", {"url": "v"})  # sweeps what deleted objects left behind
+    assert len(written) == 1
+    written.forget("k")
+    assert len(written) == 0
