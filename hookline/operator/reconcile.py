@@ -29,6 +29,9 @@ from .receiver_objects import ensure_receiver
 
 log = logging.getLogger(__name__)
 
+# Status writes in flight at once during one pass.
+STATUS_WRITERS = 16
+
 PLURALS = {"Webhook": "webhooks", "EventFilter": "eventfilters", "EventType": "eventtypes"}
 
 
@@ -123,9 +126,17 @@ class Reconciler:
                 ("EventType", EVENT_TYPE_INDEX),
             )
         }
-        for objects in bodies.values():
-            for key, body in objects.items():
+        # Written concurrently (a bounded number at once): a thousand Webhooks becoming
+        # Ready together should not wait for a thousand round trips one after another.
+        limit = asyncio.Semaphore(STATUS_WRITERS)
+
+        async def write(key: ObjectKey, body: Mapping[str, Any]) -> None:
+            async with limit:
                 await self.write_status(key, body, self.desired(key, evaluation, outcome))
+
+        await asyncio.gather(
+            *(write(key, body) for objects in bodies.values() for key, body in objects.items())
+        )
         self.passes += 1
 
     async def ensure_receiver(self) -> None:
@@ -196,9 +207,10 @@ class Reconciler:
                         c.READY,
                         "True",
                         c.SERVING,
+                        # No configuration version here: it changes with every
+                        # resource, and would rewrite every Webhook's status each time.
                         f"served by {outcome.replicas} receiver replica"
-                        f"{'s' if outcome.replicas != 1 else ''} "
-                        f"(configuration {evaluation.config.version})",
+                        f"{'s' if outcome.replicas != 1 else ''}",
                     )
                 ]
             reason = (
@@ -225,10 +237,20 @@ class Reconciler:
         if c.same_conditions(new, current) and status.get("observedGeneration") == generation:
             return
         kind, namespace, name = key
-        await self.ctx.kube.patch(
-            resource_path(API_VERSION, PLURALS[kind], namespace, name, "status"),
-            {"status": {"conditions": new, "observedGeneration": generation}},
-        )
+        try:
+            await self.ctx.kube.patch(
+                resource_path(API_VERSION, PLURALS[kind], namespace, name, "status"),
+                {"status": {"conditions": new, "observedGeneration": generation}},
+            )
+        except KubeError as exc:
+            if exc.status == 404:
+                return  # deleted meanwhile: the next pass no longer sees it
+            if exc.status == 409 or exc.status >= 500:
+                raise  # passing: the pass is retried
+            # Refused (422...): a bug of ours, not the user's; the other resources'
+            # statuses must still be written, so report it and go on.
+            log.error("status of %s %s/%s refused: %s", kind, namespace, name, exc)
+            return
         before = c.find(current, c.READY)
         after = c.find(new, c.READY)
         if after is not None and (before is None or before.get("status") != after.get("status")):
