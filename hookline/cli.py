@@ -103,7 +103,11 @@ def cmd_operator(args: argparse.Namespace) -> int:
         return 2
     for name in OperatorSettings.unknown_env(os.environ):
         print(f"hookline operator: warning: unknown variable {name} (a typo?)", file=sys.stderr)
-    namespaces = args.namespace or settings.watch_namespaces
+    namespaces = list(args.namespace or settings.watch_namespaces)
+    if namespaces and settings.namespace not in namespaces:
+        # The receivers' admin-token Secret, which the reconciler runs on, lives in the
+        # operator's own namespace: it must be watched too.
+        namespaces.append(settings.namespace)
     # Importing the package registers every handler into kopf's default registry.
     import hookline.operator  # noqa: F401
 
