@@ -114,6 +114,29 @@ def timer_state(
     return state
 
 
+class QuietTimerSuccess(logging.Filter):
+    """Drops kopf's "Timer '<id>' succeeded." INFO line for the stats timers.
+
+    kopf logs it on every run for every object: a thousand Webhooks at a 10 s interval
+    would be a hundred identical lines a second. Failures are still logged.
+    """
+
+    def __init__(self, ids: tuple[str, ...]) -> None:
+        super().__init__()
+        self.messages = frozenset(f"Timer {id!r} succeeded." for id in ids)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() not in self.messages
+
+
+def quiet_timer_logs() -> None:
+    """Install `QuietTimerSuccess` on kopf's per-object logger, once."""
+    logger = logging.getLogger("kopf.objects")
+    if not any(isinstance(f, QuietTimerSuccess) for f in logger.filters):
+        ids = (WEBHOOK_STATS_TIMER, EVENT_FILTER_STATS_TIMER, EVENT_TYPE_STATS_TIMER)
+        logger.addFilter(QuietTimerSuccess(ids))
+
+
 def _alerts(spec: Mapping[str, Any]) -> Alerts:
     try:
         return Alerts.model_validate(spec.get("alerts") or {})
@@ -150,6 +173,10 @@ def register(
     """
     state = timer_state(ctx, fetch=fetch, clock=clock)
     interval = state.cache.interval
+
+    @kopf.on.startup(registry=registry)
+    def stats_timer_logs(**_: Any) -> None:
+        quiet_timer_logs()  # at start-up, not at import (importing has no side effects)
 
     def initial_delay(**_: Any) -> float:
         # Spread the timers over one interval: after an operator restart, a thousand

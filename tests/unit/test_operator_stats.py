@@ -5,6 +5,7 @@ are moved by hand; nothing sleeps."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import pytest
@@ -13,6 +14,9 @@ from pydantic import ValidationError
 from hookline.api.eventfilter import EventFilterStatus
 from hookline.api.eventtype import EventTypeStatus
 from hookline.api.webhook import Alerts, DeliveryCounts, WebhookSpec
+from hookline.operator import timers
+from hookline.operator.context import OperatorContext
+from hookline.operator.settings import OperatorSettings
 from hookline.operator.stats import (
     REASON_DEAD_LETTERS,
     REASON_FAILURE_RATE,
@@ -481,3 +485,34 @@ def test_a_patch_never_seen_is_sent_again_after_the_grace() -> None:
     assert len(written) == 1
     written.forget("k")
     assert len(written) == 0
+
+
+def test_the_timers_success_lines_are_dropped(caplog: pytest.LogCaptureFixture) -> None:
+    logger = logging.getLogger("kopf.objects")
+    before = list(logger.filters)
+    try:
+        timers.quiet_timer_logs()
+        timers.quiet_timer_logs()  # once only
+        assert len(logger.filters) == len(before) + 1
+        with caplog.at_level(logging.INFO, logger="kopf.objects"):
+            logger.info("Timer %r succeeded.", timers.WEBHOOK_STATS_TIMER)
+            logger.info("Timer 'something-else' succeeded.")
+            logger.error("Timer %r failed", timers.WEBHOOK_STATS_TIMER)
+        assert [r.getMessage() for r in caplog.records] == [
+            "Timer 'something-else' succeeded.",
+            "Timer 'webhook-stats' failed",
+        ]
+    finally:
+        logger.filters[:] = before
+
+
+def test_stats_interval_before_the_settings_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    ctx = OperatorContext()  # settings are read at start-up, registration is at import
+    monkeypatch.delenv("HOOKLINE_STATS_INTERVAL", raising=False)
+    assert timers.stats_interval(ctx) == 10.0
+    for raw, expected in (("2.5", 2.5), ("1m", 60.0), ("soon", 10.0), ("-1", 10.0)):
+        monkeypatch.setenv("HOOKLINE_STATS_INTERVAL", raw)
+        assert timers.stats_interval(ctx) == expected
+    assert ctx.settings is None  # nothing else was loaded
+    ctx.settings = OperatorSettings(namespace="hookline", stats_interval=3.0)
+    assert timers.stats_interval(ctx) == 3.0
