@@ -17,6 +17,7 @@ driven by an injectable clock so that the unit tests need neither sleeps nor a c
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -123,9 +124,28 @@ def _count(entry: Mapping[str, Any], name: str) -> int:
     return max(int(value), 0)
 
 
+# A URL's path and query can be a credential (Slack-style hook URLs, ?token=...): errors
+# copied into a status, which everyone who may `get` the resource reads, keep only the
+# scheme and host (DESIGN.md: secrets never reach a status).
+_URL = re.compile(
+    r"\b([a-zA-Z][a-zA-Z0-9+.-]*://)([^/\s'\"<>()@]*@)?([^/\s'\"<>()]+)([^\s'\"<>()]*)"
+)
+
+
+def _cut_url(match: re.Match[str]) -> str:
+    scheme, userinfo, host, tail = match.groups()
+    return scheme + host + ("/…" if userinfo or tail else "")
+
+
+def redact_urls(text: str) -> str:
+    """`text` with every URL cut down to its scheme and host (no user, path or query)."""
+    return _URL.sub(_cut_url, text)
+
+
 def _text(value: Any) -> str | None:
     if not isinstance(value, str) or not value:
         return None
+    value = redact_urls(value)
     return value if len(value) <= MAX_ERROR_CHARS else value[: MAX_ERROR_CHARS - 1] + "…"
 
 

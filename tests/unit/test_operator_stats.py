@@ -32,6 +32,7 @@ from hookline.operator.stats import (
     first_dead_letter,
     latest_destination_error,
     merge_patch,
+    redact_urls,
     status_patch,
     webhook_deliveries,
 )
@@ -516,3 +517,23 @@ def test_stats_interval_before_the_settings_are_read(monkeypatch: pytest.MonkeyP
     assert ctx.settings is None  # nothing else was loaded
     ctx.settings = OperatorSettings(namespace="hookline", stats_interval=3.0)
     assert timers.stats_interval(ctx) == 3.0
+
+
+def test_urls_in_errors_keep_only_scheme_and_host() -> None:
+    error = (
+        "ClientResponseError: 500, message='Internal Server Error', "
+        "url=URL('https://hooks.slack.com/services/T000/B000/XXXXSECRET?token=abc')"
+    )
+    stats = {"webhooks": {"a/b": {"lastError": error}}}
+    out = webhook_deliveries(stats, "a/b")["lastError"]
+    assert "SECRET" not in out and "token" not in out
+    assert "url=URL('https://hooks.slack.com/…')" in out
+    assert redact_urls("cannot connect to 10.0.0.1:8080: refused") == (
+        "cannot connect to 10.0.0.1:8080: refused"
+    )
+    assert redact_urls("see http://a.example:81") == "see http://a.example:81"
+    stats = {"webhooks": {"a/b": {"destinations": {"d": {"lastError": "GET http://x/y?k=1"}}}}}
+    assert latest_destination_error(stats, "a/b") == "d: GET http://x/…"
+    assert (
+        redact_urls("POST https://user:pw@h.example/x failed") == "POST https://h.example/… failed"
+    )
