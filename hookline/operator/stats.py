@@ -145,8 +145,8 @@ def redact_urls(text: str) -> str:
 def _text(value: Any) -> str | None:
     if not isinstance(value, str) or not value:
         return None
-    value = redact_urls(value)
-    return value if len(value) <= MAX_ERROR_CHARS else value[: MAX_ERROR_CHARS - 1] + "…"
+    text = redact_urls(value)
+    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"
 
 
 def _time(value: Any) -> str | None:

@@ -532,8 +532,11 @@ def test_urls_in_errors_keep_only_scheme_and_host() -> None:
         "cannot connect to 10.0.0.1:8080: refused"
     )
     assert redact_urls("see http://a.example:81") == "see http://a.example:81"
-    stats = {"webhooks": {"a/b": {"destinations": {"d": {"lastError": "GET http://x/y?k=1"}}}}}
-    assert latest_destination_error(stats, "a/b") == "d: GET http://x/…"
+    dest: dict[str, Any] = {"d": {"lastError": "GET http://x/y?k=1"}}
+    assert (
+        latest_destination_error({"webhooks": {"a/b": {"destinations": dest}}}, "a/b")
+        == "d: GET http://x/…"
+    )
     assert (
         redact_urls("POST https://user:pw@h.example/x failed") == "POST https://h.example/… failed"
     )
