@@ -98,13 +98,22 @@ def with_generated_secret(webhook: Webhook) -> Webhook:
     return webhook.model_copy(update={"spec": spec})
 
 
+# A parsed object, or why it does not parse, by what identifies its spec: the same
+# uid and generation always parse the same (the spec changes only with the generation).
+ParseCache = dict[tuple[str, str, int | None], tuple[Resource | None, str | None]]
+
+
 def evaluate(
     webhooks: Iterable[Mapping[str, Any]],
     filters: Iterable[Mapping[str, Any]],
     event_types: Iterable[Mapping[str, Any]],
     secrets: Secrets,
+    cache: ParseCache | None = None,
 ) -> Evaluation:
+    """`cache` (kept by the caller between calls) spares re-parsing unchanged objects:
+    with a thousand Webhooks, parsing them all is a third of a pass."""
     result = Evaluation(config=ReceiverConfig())
+    seen: ParseCache = {}
     parsed: dict[str, list[Resource]] = {"Webhook": [], "EventFilter": [], "EventType": []}
     models: dict[str, type[Resource]] = {
         "Webhook": Webhook,
@@ -118,8 +127,12 @@ def evaluate(
     ):
         for body in bodies:
             key = object_key({**body, "kind": kind})
-            result.generations[key] = (body.get("metadata") or {}).get("generation")
-            model, error = parse(models[kind], body)
+            meta = body.get("metadata") or {}
+            result.generations[key] = meta.get("generation")
+            cache_key = (kind, str(meta.get("uid") or key), meta.get("generation"))
+            cached = cache.get(cache_key) if cache is not None and meta.get("uid") else None
+            model, error = cached if cached is not None else parse(models[kind], body)
+            seen[cache_key] = (model, error)
             if model is None:
                 result.conditions[key] = [
                     Desired(c.READY, "False", c.INVALID_SPEC, error or "the spec does not parse")
@@ -127,6 +140,10 @@ def evaluate(
                 continue
             parsed[kind].append(model)
 
+    if cache is not None:
+        # Only what is still there: deleted objects leave the cache with this pass.
+        cache.clear()
+        cache.update(seen)
     result.webhooks = [with_generated_secret(w) for w in parsed["Webhook"]]  # type: ignore[arg-type]
     result.filters = parsed["EventFilter"]  # type: ignore[assignment]
     result.event_types = parsed["EventType"]  # type: ignore[assignment]

@@ -22,7 +22,7 @@ from ..receiver.bundle import build_bundle
 from ..receiver.client import ReceiverError, ReceiverUnavailable
 from . import conditions as c
 from .context import OperatorContext
-from .evaluate import Desired, Evaluation, ObjectKey, evaluate
+from .evaluate import Desired, Evaluation, ObjectKey, ParseCache, evaluate
 from .ids import EVENT_TYPE_INDEX, FILTER_INDEX, SECRET_INDEX, WEBHOOK_INDEX
 from .kube import KubeError, KubeUnavailable, resource_path
 from .receiver_objects import ensure_receiver
@@ -66,6 +66,7 @@ class Reconciler:
     # The configuration version each replica acknowledged, by admin URL.
     pushed: dict[str, str] = field(default_factory=dict)
     passes: int = 0
+    parse_cache: ParseCache = field(default_factory=dict)
     # When the receiver's own objects were last compared (loop time); None: never.
     receiver_checked: float | None = None
 
@@ -110,6 +111,7 @@ class Reconciler:
             index_values(indexes.get(FILTER_INDEX)),
             index_values(indexes.get(EVENT_TYPE_INDEX)),
             secrets,
+            self.parse_cache,
         )
         outcome = await self.push(evaluation, secrets, verify=verify)
         bodies = {
