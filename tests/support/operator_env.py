@@ -186,14 +186,16 @@ def secret(namespace: str, name: str, **data: bytes) -> dict[str, Any]:
     }
 
 
-async def eventually(predicate: Callable[[], Any], seconds: float = 5.0) -> Any:
+async def eventually(
+    predicate: Callable[[], Any], seconds: float = 5.0, interval: float = 0.02
+) -> Any:
     """Wait for something outside the emulator (the receiver's state), which the
-    emulator's `wait_for` cannot see change: checked every 20 ms, bounded."""
+    emulator's `wait_for` cannot see change: checked every `interval`, bounded."""
     deadline = asyncio.get_running_loop().time() + seconds
     while not (result := predicate()):
         if asyncio.get_running_loop().time() > deadline:
             raise TimeoutError(f"still false after {seconds} s")
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(interval)
     return result
 
 
