@@ -19,14 +19,9 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from ..receiver.config import PREVIOUS_SECRET_SUFFIX
-
-if TYPE_CHECKING:
-    import kopf
-
-    from .context import OperatorContext
 
 REPLAY_ANNOTATION = "hookline.dev/replay"
 ROTATE_ANNOTATION = "hookline.dev/rotate-secret"
@@ -242,13 +237,3 @@ def expired_previous(secret_body: Mapping[str, Any], now: datetime) -> dict[str,
     if stale:
         patch["data"] = stale
     return patch
-
-
-def register(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
-    """Attach the annotation handlers (annotation_handlers.py) to `registry`.
-
-    Here so that `hookline.operator.main.register_all` finds it by this module's name;
-    imported on call, so the pure part above stays free of kopf and the operator."""
-    from .annotation_handlers import register as register_handlers
-
-    register_handlers(registry, ctx)

@@ -8,37 +8,25 @@ registry and a context of their own, so several operators can run side by side.
 
 from __future__ import annotations
 
-import importlib
 import logging
 from typing import Any
 
 import aiohttp
 import kopf
 
-from . import handlers
+from . import annotation_handlers, handlers, timers
 from .context import OperatorContext
 from .kube import KubeClient
 
 log = logging.getLogger(__name__)
 
-# Parts written beside the core, each with a `register(registry, ctx)`; registered when
-# present so that one can be developed without breaking the others.
-OPTIONAL_PARTS = ("hookline.operator.timers", "hookline.operator.annotations")
-
-
 def register_all(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
+    """Every handler of the operator: start-up and login, the reconciler and its
+    indexes, the stats timers, the annotation handlers."""
     register_lifecycle(registry, ctx)
     handlers.register(registry, ctx)
-    for name in OPTIONAL_PARTS:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
-        register = getattr(module, "register", None)
-        if register is not None:
-            register(registry, ctx)
+    timers.register(registry, ctx)
+    annotation_handlers.register(registry, ctx)
 
 
 def register_lifecycle(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
