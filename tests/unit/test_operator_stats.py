@@ -8,6 +8,7 @@ import asyncio
 import logging
 from typing import Any
 
+import kopf
 import pytest
 from pydantic import ValidationError
 
@@ -540,3 +541,23 @@ def test_urls_in_errors_keep_only_scheme_and_host() -> None:
     assert (
         redact_urls("POST https://user:pw@h.example/x failed") == "POST https://h.example/… failed"
     )
+
+
+def test_register_adds_three_timers_without_loading_the_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HOOKLINE_STATS_INTERVAL", "7s")
+    ctx = OperatorContext()
+    registry = kopf.OperatorRegistry()
+    timers.register(registry, ctx)
+    found = {h.id: h for h in registry._spawning.get_all_handlers()}
+    assert set(found) == {
+        timers.WEBHOOK_STATS_TIMER,
+        timers.EVENT_FILTER_STATS_TIMER,
+        timers.EVENT_TYPE_STATS_TIMER,
+    }
+    assert {getattr(h, "interval", None) for h in found.values()} == {7.0}
+    assert ctx.settings is None  # read at start-up, not at import
+    state = timers.timer_state(ctx)
+    assert state.cache.interval == 7.0
+    assert ctx.extras[timers.STATE_KEY] is state  # one cache for the three timers
