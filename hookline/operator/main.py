@@ -20,6 +20,7 @@ from .kube import KubeClient
 
 log = logging.getLogger(__name__)
 
+
 def register_all(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
     """Every handler of the operator: start-up and login, the reconciler and its
     indexes, the stats timers, the annotation handlers."""
