@@ -11,6 +11,7 @@ would make kopf forget what it already did.
 from __future__ import annotations
 
 import base64
+import hashlib
 import logging
 import secrets as random_secrets
 from collections.abc import Mapping
@@ -64,6 +65,33 @@ def secret_references(body: Mapping[str, Any]) -> dict[tuple[str, str, str], str
     if (ref := (spec.get("github") or {}).get("tokenSecretRef")) and ref.get("name"):
         names.add(ref["name"])
     return {("Secret", namespace, secret): f"{namespace}/{name}" for secret in names}
+
+
+def data_digest(body: Mapping[str, Any]) -> str:
+    """Identifies a Secret's data without holding it (nothing of it can be read back)."""
+    data = sorted((str(k), str(v)) for k, v in (body.get("data") or {}).items())
+    return hashlib.sha256(repr(data).encode()).hexdigest()
+
+
+class SeenVersions:
+    """What the reconciler was last told of each object, so that it is poked only when
+    something it computes from changed."""
+
+    def __init__(self) -> None:
+        self._versions: dict[tuple[str, str, str], str] = {}
+
+    def changed(self, event: str | None, body: Mapping[str, Any], version: str) -> bool:
+        meta = body.get("metadata") or {}
+        key = (str(body.get("kind")), str(meta.get("namespace")), str(meta.get("name")))
+        if event == "DELETED":
+            self._versions.pop(key, None)
+            return True
+        # The uid too: an object deleted and created again under the same name.
+        version = f"{meta.get('uid')}:{version}"
+        if self._versions.get(key) == version:
+            return False
+        self._versions[key] = version
+        return True
 
 
 async def ensure_generated_secret(
@@ -148,17 +176,27 @@ def register(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
 
     # --- what makes the reconciler look again ---------------------------------------
 
+    seen = SeenVersions()
+
     @kopf.on.event(GROUP, VERSION, "webhooks", registry=registry)
     @kopf.on.event(GROUP, VERSION, "eventfilters", registry=registry)
     @kopf.on.event(GROUP, VERSION, "eventtypes", registry=registry)
-    def resource_changed(**_: Any) -> None:
-        ctx.poke()
+    def resource_changed(type: str | None, body: kopf.Body, **_: Any) -> None:
+        # Only a new spec (or a new or deleted object) changes what is compiled. The
+        # status writes of the timers and the reconciler come back as events too; a pass
+        # for each would be a thousand passes for a thousand Webhooks' counters.
+        if seen.changed(type, body, str(body.get("metadata", {}).get("generation"))):
+            ctx.poke()
 
     @kopf.on.event("v1", "secrets", registry=registry)
-    def secret_changed(namespace: str | None, name: str, **kwargs: Any) -> None:
-        # Only Secrets some Webhook reads: the cluster's other Secrets change all the
-        # time and are none of the receiver's business.
-        if ("Secret", namespace, name) in kwargs[REFERENCES_INDEX]:
+    def secret_changed(type: str | None, body: kopf.Body, **kwargs: Any) -> None:
+        # Only Secrets some Webhook reads, and only when their data changed: the
+        # cluster's other Secrets change all the time and are none of the receiver's
+        # business.
+        meta = body.get("metadata", {})
+        if ("Secret", meta.get("namespace"), meta.get("name")) not in kwargs[REFERENCES_INDEX]:
+            return
+        if seen.changed(type, body, data_digest(body)):
             ctx.poke()
 
     @kopf.on.event("v1", "secrets", when=is_admin_token, registry=registry)

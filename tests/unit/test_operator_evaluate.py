@@ -10,6 +10,7 @@ from hookline.api.common import API_VERSION
 from hookline.operator import conditions as c
 from hookline.operator.builders import generated_secret_name
 from hookline.operator.evaluate import ParseCache, evaluate
+from hookline.operator.handlers import SeenVersions, data_digest
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 SECRETS = {("ci", "gh"): {"secret": b"s"}}
@@ -101,3 +102,17 @@ def test_parse_cache_reuses_unchanged_objects_and_forgets_deleted_ones() -> None
     assert moved is not None and moved.spec.path == "moved"  # type: ignore[attr-defined]
     evaluate([webhook("a")], [], [], SECRETS, cache)
     assert set(cache) == {("Webhook", "uid-a", 1)}
+
+
+def test_only_new_specs_and_data_poke_the_reconciler() -> None:
+    seen = SeenVersions()
+    body = webhook("a")
+    assert seen.changed(None, body, "1")  # the initial listing
+    assert not seen.changed("MODIFIED", body, "1")  # a status write came back
+    assert seen.changed("MODIFIED", body, "2")  # a new spec
+    again = {**body, "metadata": {**body["metadata"], "uid": "uid-new"}}
+    assert seen.changed("ADDED", again, "2")  # deleted and made again, same name
+    assert seen.changed("DELETED", again, "2")
+    secret = {"kind": "Secret", "metadata": {"name": "s", "namespace": "ci"}, "data": {"k": "eA=="}}
+    assert data_digest(secret) != data_digest({**secret, "data": {"k": "eQ=="}})
+    assert "eA==" not in data_digest(secret)
