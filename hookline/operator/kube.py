@@ -10,6 +10,7 @@ every API server (and the KMock emulator in tests) applies the same way.
 
 from __future__ import annotations
 
+import json
 import logging
 import ssl
 from collections.abc import Mapping
@@ -101,7 +102,10 @@ class KubeClient:
                 ssl=self._ssl,
                 timeout=aiohttp.ClientTimeout(total=30),
             ) as response:
-                data = await response.json(content_type=None) if response.content_length else {}
+                # Not by Content-Length: the API server sends large or gzipped answers
+                # chunked, without one.
+                raw = await response.read()
+                data = json.loads(raw) if raw else {}
                 if response.status >= 400:
                     data = data if isinstance(data, dict) else {}
                     raise KubeError(

@@ -30,12 +30,12 @@ from hookline.operator.annotation_handlers import (
     SECRET_ROTATED,
     TIMING,
     Timing,
+    register,
 )
 from hookline.operator.annotations import (
     PREVIOUS_EXPIRES_ANNOTATION,
     REPLAY_ANNOTATION,
     ROTATE_ANNOTATION,
-    register,
 )
 from hookline.operator.builders import GENERATED_LABEL, generated_secret_name
 from hookline.operator.context import OperatorContext
