@@ -64,6 +64,12 @@ class OperatorContext:
             self._wakeup = asyncio.Event()
         return self._wakeup
 
+    def is_anchor(self, namespace: str | None = None, name: str | None = None, **_: Any) -> bool:
+        """Whether a Secret is the receivers' admin-token Secret: the object the
+        reconciler daemon and the stats timer run on (a kopf `when=` filter)."""
+        settings = self.config
+        return (namespace, name) == (settings.namespace, settings.admin_token_secret)
+
     def poke(self) -> None:
         """Ask the reconciler for a pass soon (debounced: many pokes, one pass)."""
         self.wakeup.set()

@@ -146,10 +146,6 @@ async def ensure_admin_token(ctx: OperatorContext) -> None:
 def register(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
     """Attach every core handler to `registry`, sharing `ctx`."""
 
-    def is_admin_token(namespace: str | None, name: str | None, **_: Any) -> bool:
-        settings = ctx.config
-        return (namespace, name) == (settings.namespace, settings.admin_token_secret)
-
     # --- indexes: the cluster as the reconciler sees it -----------------------------
 
     @kopf.index(GROUP, VERSION, "webhooks", id=WEBHOOK_INDEX, registry=registry)
@@ -199,7 +195,7 @@ def register(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
         if seen.changed(type, body, data_digest(body)):
             ctx.poke()
 
-    @kopf.on.event("v1", "secrets", when=is_admin_token, registry=registry)
+    @kopf.on.event("v1", "secrets", when=ctx.is_anchor, registry=registry)
     async def admin_token_changed(type: str | None, **_: Any) -> None:
         if type == "DELETED":
             await ensure_admin_token(ctx)  # the receivers' token and the daemon's anchor
@@ -236,16 +232,26 @@ def register(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
         "v1",
         "secrets",
         id=RECONCILER_DAEMON,
-        when=is_admin_token,
+        when=ctx.is_anchor,
         registry=registry,
         cancellation_timeout=1.0,
     )
     async def reconciler(stopped: kopf.DaemonStopped, body: kopf.Body, **kwargs: Any) -> None:
-        token = decode_secret_data(body).get(ADMIN_TOKEN_KEY)
-        ctx.admin_token = token.decode() if token else None
+        def token() -> str | None:
+            # The daemon's body is kept current by kopf: an edited token is used at once.
+            value = decode_secret_data(body).get(ADMIN_TOKEN_KEY)
+            return value.decode() if value else None
+
         indexes = {
             k: kwargs[k] for k in (WEBHOOK_INDEX, FILTER_INDEX, EVENT_TYPE_INDEX, SECRET_INDEX)
         }
-        reconciler = ctx.extras.setdefault("reconciler", Reconciler(ctx))
         ctx.poke()
-        await reconciler.run(stopped, indexes)
+        await reconciler_of(ctx).run(stopped, indexes, token)
+
+
+def reconciler_of(ctx: OperatorContext) -> Reconciler:
+    """The context's one reconciler (the daemon and the stats timer share it)."""
+    found = ctx.extras.get("reconciler")
+    if not isinstance(found, Reconciler):
+        found = ctx.extras["reconciler"] = Reconciler(ctx)
+    return found

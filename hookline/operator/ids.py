@@ -16,3 +16,4 @@ REFERENCES_INDEX = "hookline_references"
 # Handlers.
 WEBHOOK_HANDLER = "webhook"
 RECONCILER_DAEMON = "reconciler"
+STATS_TIMER = "receiver-stats"

@@ -8,6 +8,7 @@ registry and a context of their own, so several operators can run side by side.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
@@ -16,6 +17,7 @@ import kopf
 
 from . import annotation_handlers, handlers, timers
 from .context import OperatorContext
+from .ids import RECONCILER_DAEMON, STATS_TIMER
 from .kube import KubeClient
 
 log = logging.getLogger(__name__)
@@ -28,6 +30,27 @@ def register_all(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
     handlers.register(registry, ctx)
     timers.register(registry, ctx)
     annotation_handlers.register(registry, ctx)
+    without_finalizers(
+        registry,
+        {RECONCILER_DAEMON, STATS_TIMER, annotation_handlers.PREVIOUS_SECRET_DAEMON},
+    )
+
+
+def without_finalizers(registry: kopf.OperatorRegistry, handler_ids: set[str]) -> None:
+    """Let kopf run these daemons and timers without a finalizer on their objects.
+
+    kopf puts a finalizer on every object a daemon or timer runs for (so that it can
+    stop them before the object goes), and offers no switch. hookline's run on Secrets
+    of its own — the admin-token anchor, generated secrets in an overlap window — whose
+    deletion must never wait for the operator: `kubectl delete namespace` would hang
+    while it is uninstalled or paused. Stopping them late is harmless: they only
+    read, and write to other objects. kopf removes a finalizer it no longer needs.
+    """
+    spawning = registry._spawning  # kopf has no public API for this (see above)
+    spawning._handlers = [
+        dataclasses.replace(h, requires_finalizer=False) if h.id in handler_ids else h
+        for h in spawning._handlers
+    ]
 
 
 def register_lifecycle(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:

@@ -1,19 +1,21 @@
 """The reconciler: one loop that keeps the receivers' configuration and every resource's
-Ready condition true to what is in the cluster (issue 6).
+status true to what is in the cluster (issue 6).
 
 Level-triggered: each pass recompiles everything from kopf's indexes, so a change to an
 EventFilter, EventType or Secret re-evaluates every Webhook that refers to it without any
 bookkeeping of who refers to whom, and a missed event is repaired by the next pass.
-Handlers only `poke()` it; many pokes within the debounce make one pass. What it writes
-is compared with what the object already says first, so an idle cluster costs no
-writes at all.
+Handlers only `poke()` it; many pokes within the debounce make one pass. It is the one
+writer of hookline's statuses (hookline.operator.status says why): Ready after each
+pass, and the counters, `url` and Degraded each time the stats timer brings the
+receivers' stats. What it writes is compared with what the object already says first,
+so an idle cluster costs no writes at all.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,17 +24,30 @@ from ..receiver.bundle import build_bundle
 from ..receiver.client import ReceiverError, ReceiverUnavailable
 from . import conditions as c
 from .context import OperatorContext
-from .evaluate import Desired, Evaluation, ObjectKey, ParseCache, evaluate
+from .evaluate import Evaluation, ObjectKey, ParseCache, evaluate
 from .ids import EVENT_TYPE_INDEX, FILTER_INDEX, SECRET_INDEX, WEBHOOK_INDEX
 from .kube import KubeError, KubeUnavailable, resource_path
 from .receiver_objects import ensure_receiver
+from .stats import FailureWindow, WrittenStatus, first_dead_letter, status_patch, webhook_deliveries
+from .status import PushOutcome, StatusInputs, desired_status
 
 log = logging.getLogger(__name__)
 
 # Status writes in flight at once during one pass.
 STATUS_WRITERS = 16
+# A failed push (or API call) is retried after 1 s, doubling up to this.
+MAX_RETRY_DELAY = 30.0
+# Quiet-period passes reuse the last compiled configuration; every this many of them
+# compiles afresh anyway, a safety net under the change detection of the handlers.
+RECOMPILE_EVERY = 6
+DEAD_LETTER_REASON = "DeadLetter"
 
 PLURALS = {"Webhook": "webhooks", "EventFilter": "eventfilters", "EventType": "eventtypes"}
+KINDS_BY_INDEX = (
+    ("Webhook", WEBHOOK_INDEX),
+    ("EventFilter", FILTER_INDEX),
+    ("EventType", EVENT_TYPE_INDEX),
+)
 
 
 def thaw(value: Any) -> Any:
@@ -49,15 +64,27 @@ def index_values(index: Mapping[Any, Iterable[Any]] | None) -> list[Any]:
     return [value for store in (index or {}).values() for value in store]
 
 
-@dataclass
-class PushOutcome:
-    replicas: int = 0
-    acknowledged: int = 0
-    errors: list[str] = field(default_factory=list)
+def bodies(indexes: Mapping[str, Any]) -> dict[ObjectKey, dict[str, Any]]:
+    """Every hookline resource kopf's indexes hold, by (kind, namespace, name)."""
+    found: dict[ObjectKey, dict[str, Any]] = {}
+    for kind, index_id in KINDS_BY_INDEX:
+        for body in index_values(indexes.get(index_id)):
+            meta = body.get("metadata") or {}
+            found[(kind, meta.get("namespace") or "default", meta["name"])] = body
+    return found
 
-    @property
-    def serving(self) -> bool:
-        return self.replicas > 0 and self.acknowledged == self.replicas
+
+def next_delay(delay: float) -> float:
+    return min(MAX_RETRY_DELAY, max(1.0, delay * 2))
+
+
+@dataclass
+class Last:
+    """The last compiled configuration, and how its push went."""
+
+    evaluation: Evaluation
+    secrets: dict[tuple[str, str], Any]
+    outcome: PushOutcome
 
 
 @dataclass
@@ -67,14 +94,33 @@ class Reconciler:
     pushed: dict[str, str] = field(default_factory=dict)
     passes: int = 0
     parse_cache: ParseCache = field(default_factory=dict)
+    last: Last | None = None
+    # The receivers' stats, as the stats timer last read them; the failure history.
+    stats: dict[str, Any] | None = None
+    windows: FailureWindow = field(default_factory=FailureWindow)
+    # Patches sent but not yet seen back in kopf's indexes (no double writes).
+    written: WrittenStatus = field(default_factory=lambda: WrittenStatus(grace=15.0))
     # When the receiver's own objects were last compared (loop time); None: never.
     receiver_checked: float | None = None
+    # > 0 while something failed: the next pass comes after it, not after a resync.
+    retry_delay: float = 0.0
+    quiet_passes: int = 0
+    _lock: asyncio.Lock | None = None
 
-    async def run(self, stopped: Any, indexes: Mapping[str, Any]) -> None:
+    @property
+    def lock(self) -> asyncio.Lock:
+        # Passes and stats refreshes never interleave (made here: kopf's own loop).
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        return self._lock
+
+    async def run(
+        self, stopped: Any, indexes: Mapping[str, Any], token: Callable[[], str | None]
+    ) -> None:
         """Until kopf stops the daemon (operator exit, or paused by peering)."""
         settings = self.ctx.config
         while not stopped:
-            woken = await self._wait(stopped, settings.resync_interval)
+            woken = await self._wait(stopped, self.retry_delay or settings.resync_interval)
             if stopped:
                 break
             if woken:
@@ -82,13 +128,20 @@ class Reconciler:
                 # the initial listing) arrive before compiling.
                 await asyncio.sleep(settings.config_debounce)
             self.ctx.wakeup.clear()
+            # Read on each pass: a new token (its Secret edited) is used at once.
+            self.ctx.admin_token = token()
+            self.quiet_passes = 0 if woken else self.quiet_passes + 1
+            recompile = woken or self.last is None or self.quiet_passes % RECOMPILE_EVERY == 0
             try:
-                # After a quiet period, also check that every replica still has it.
-                await self.reconcile_once(indexes, verify=not woken)
+                await self.reconcile_once(indexes, verify=not woken, recompile=recompile)
             except (KubeError, KubeUnavailable) as exc:
-                log.warning("reconciliation pass failed, retrying: %s", exc)
-                self.ctx.poke()
-                await asyncio.sleep(1.0)
+                self.retry_delay = next_delay(self.retry_delay)
+                log.warning("reconciliation failed, again in %.0f s: %s", self.retry_delay, exc)
+                continue
+            # Replicas that did not take the configuration are tried again soon, with
+            # backoff, not after a quiet resync interval.
+            failed = self.last is not None and bool(self.last.outcome.errors)
+            self.retry_delay = next_delay(self.retry_delay) if failed else 0.0
 
     async def _wait(self, stopped: Any, seconds: float) -> bool:
         """True when poked, False after `seconds` of quiet or when stopped."""
@@ -103,43 +156,42 @@ class Reconciler:
                 task.cancel()
         return self.ctx.wakeup.is_set()
 
-    async def reconcile_once(self, indexes: Mapping[str, Any], *, verify: bool = False) -> None:
-        await self.ensure_receiver()
-        secrets = {k: v for k, v in index_values(indexes.get(SECRET_INDEX))}
-        evaluation = evaluate(
-            index_values(indexes.get(WEBHOOK_INDEX)),
-            index_values(indexes.get(FILTER_INDEX)),
-            index_values(indexes.get(EVENT_TYPE_INDEX)),
-            secrets,
-            self.parse_cache,
-        )
-        outcome = await self.push(evaluation, secrets, verify=verify)
-        bodies = {
-            kind: {
-                (kind, *key): body
-                for key, body in (
-                    ((b["metadata"].get("namespace") or "default", b["metadata"]["name"]), b)
-                    for b in index_values(indexes.get(index_id))
+    async def reconcile_once(
+        self, indexes: Mapping[str, Any], *, verify: bool = False, recompile: bool = True
+    ) -> None:
+        async with self.lock:
+            await self.ensure_receiver()
+            if recompile or self.last is None:
+                secrets = dict(index_values(indexes.get(SECRET_INDEX)))
+                evaluation = evaluate(
+                    index_values(indexes.get(WEBHOOK_INDEX)),
+                    index_values(indexes.get(FILTER_INDEX)),
+                    index_values(indexes.get(EVENT_TYPE_INDEX)),
+                    secrets,
+                    self.parse_cache,
                 )
-            }
-            for kind, index_id in (
-                ("Webhook", WEBHOOK_INDEX),
-                ("EventFilter", FILTER_INDEX),
-                ("EventType", EVENT_TYPE_INDEX),
-            )
-        }
-        # Written concurrently (a bounded number at once): a thousand Webhooks becoming
-        # Ready together should not wait for a thousand round trips one after another.
-        limit = asyncio.Semaphore(STATUS_WRITERS)
+            else:
+                evaluation, secrets = self.last.evaluation, self.last.secrets
+            outcome = await self.push(evaluation, secrets, verify=verify)
+            self.last = Last(evaluation, secrets, outcome)
+            # Ready and observedGeneration only: the counters are written from stats
+            # read after the objects were seen (refresh_stats), never from older ones.
+            await self.write_statuses(indexes, with_stats=False)
+            self.passes += 1
 
-        async def write(key: ObjectKey, body: Mapping[str, Any]) -> None:
-            async with limit:
-                await self.write_status(key, body, self.desired(key, evaluation, outcome))
-
-        await asyncio.gather(
-            *(write(key, body) for objects in bodies.values() for key, body in objects.items())
-        )
-        self.passes += 1
+    async def refresh_stats(self, stats: dict[str, Any], indexes: Mapping[str, Any]) -> None:
+        """New stats from the timer: counters, url and Degraded written where changed."""
+        async with self.lock:
+            self.stats = stats
+            now = asyncio.get_running_loop().time()
+            # Every Webhook the receivers count, not only those kopf has shown us yet:
+            # the first sample of each is its failure window's baseline.
+            keys = {f"{ns}/{name}" for kind, ns, name in bodies(indexes) if kind == "Webhook"}
+            keys.update(str(k) for k in (stats.get("webhooks") or {}))
+            for key in keys:
+                self.windows.observe(key, now, webhook_deliveries(stats, key))
+            if self.last is not None:
+                await self.write_statuses(indexes, with_stats=True)
 
     async def ensure_receiver(self) -> None:
         """The receiver's Deployment and Services, compared once per resync interval
@@ -151,8 +203,19 @@ class Reconciler:
             and now - self.receiver_checked < settings.resync_interval
         ):
             return
-        await ensure_receiver(self.ctx.kube, settings)
+        # Checked or not, not again before the interval: a refused object must not stop
+        # the configuration push and the statuses, nor be retried in a tight loop.
         self.receiver_checked = now
+        try:
+            await ensure_receiver(self.ctx.kube, settings)
+        except KubeError as exc:
+            log.error(
+                "cannot create or repair the receiver's objects in namespace %s "
+                "(retried every %.0f s): %s",
+                settings.namespace,
+                settings.resync_interval,
+                exc,
+            )
 
     async def push(
         self,
@@ -197,52 +260,40 @@ class Reconciler:
         await asyncio.gather(*(one(url) for url in urls))
         return outcome
 
-    def desired(
-        self, key: ObjectKey, evaluation: Evaluation, outcome: PushOutcome
-    ) -> list[Desired]:
-        if key in evaluation.conditions:
-            return evaluation.conditions[key]
-        if key in evaluation.routed:
-            if outcome.serving:
-                return [
-                    Desired(
-                        c.READY,
-                        "True",
-                        c.SERVING,
-                        # No configuration version here: it changes with every
-                        # resource, and would rewrite every Webhook's status each time.
-                        f"served by {outcome.replicas} receiver replica"
-                        f"{'s' if outcome.replicas != 1 else ''}",
-                    )
-                ]
-            reason = (
-                "no receiver replica is running"
-                if outcome.replicas == 0
-                else "; ".join(outcome.errors[:3]) or "the receiver has not taken the configuration"
-            )
-            return [Desired(c.READY, "False", c.RECEIVER_NOT_READY, reason)]
-        return []
+    async def write_statuses(self, indexes: Mapping[str, Any], *, with_stats: bool) -> None:
+        assert self.last is not None
+        inputs = StatusInputs(
+            evaluation=self.last.evaluation,
+            outcome=self.last.outcome,
+            settings=self.ctx.config,
+            now=self.ctx.now(),
+            stats=self.stats if with_stats else None,
+            windows=self.windows,
+            mono=asyncio.get_running_loop().time(),
+        )
+        # Written concurrently (a bounded number at once): a thousand Webhooks becoming
+        # Ready together should not wait for a thousand round trips one after another.
+        limit = asyncio.Semaphore(STATUS_WRITERS)
+
+        async def write(key: ObjectKey, body: Mapping[str, Any]) -> None:
+            async with limit:
+                await self.write_status(key, body, inputs)
+
+        await asyncio.gather(*(write(key, body) for key, body in bodies(indexes).items()))
 
     async def write_status(
-        self, key: ObjectKey, body: Mapping[str, Any], desired: list[Desired]
+        self, key: ObjectKey, body: Mapping[str, Any], inputs: StatusInputs
     ) -> None:
-        if not desired:
-            return
-        meta = body.get("metadata") or {}
-        generation = meta.get("generation")
-        status = body.get("status") or {}
-        current = status.get("conditions") or []
-        now = self.ctx.now()
-        new = list(current)
-        for d in desired:
-            new = c.set_condition(new, d.type, d.status, d.reason, d.message, generation, now)
-        if c.same_conditions(new, current) and status.get("observedGeneration") == generation:
-            return
+        current = self.written.current(key, body.get("status"))
+        desired = desired_status(key, body, current, inputs)
+        diff = status_patch(current, desired)
+        if diff is None:
+            return  # the common case: nothing changed, no API call
         kind, namespace, name = key
         try:
             await self.ctx.kube.patch(
                 resource_path(API_VERSION, PLURALS[kind], namespace, name, "status"),
-                {"status": {"conditions": new, "observedGeneration": generation}},
+                {"status": diff},
             )
         except KubeError as exc:
             if exc.status == 404:
@@ -253,13 +304,37 @@ class Reconciler:
             # statuses must still be written, so report it and go on.
             log.error("status of %s %s/%s refused: %s", kind, namespace, name, exc)
             return
-        before = c.find(current, c.READY)
-        after = c.find(new, c.READY)
+        self.written.sent(key, diff)
+        await self.post_events(key, body, current, desired)
+
+    async def post_events(
+        self,
+        key: ObjectKey,
+        body: Mapping[str, Any],
+        current: Mapping[str, Any],
+        desired: Mapping[str, Any],
+    ) -> None:
+        involved = {**body, "kind": key[0], "apiVersion": API_VERSION}
+        before = c.find(current.get("conditions"), c.READY)
+        after = c.find(desired.get("conditions"), c.READY)
         if after is not None and (before is None or before.get("status") != after.get("status")):
             ok = after["status"] == "True"
             await self.ctx.kube.post_event(
-                {**body, "kind": kind, "apiVersion": API_VERSION},
+                involved,
                 type="Normal" if ok else "Warning",
                 reason=c.READY if ok else str(after["reason"]),
                 message=str(after["message"]) or str(after["reason"]),
+            )
+        deliveries = desired.get("deliveries")
+        if deliveries is not None and first_dead_letter(current.get("deliveries"), deliveries):
+            n = deliveries["deadLettered"]
+            await self.ctx.kube.post_event(
+                involved,
+                type="Warning",
+                reason=DEAD_LETTER_REASON,
+                message=(
+                    f"{n} {'delivery was' if n == 1 else 'deliveries were'} dead-lettered: "
+                    "see status.deliveries and the receiver's delivery log; replay with the "
+                    "annotation hookline.dev/replay: dead-lettered"
+                ),
             )

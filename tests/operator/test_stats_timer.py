@@ -1,11 +1,10 @@
-"""The stats timers in kopf's real run loop against the KMock emulator (issue 6):
-status.deliveries, status.url and counters appear; idle resources cost no PATCH; the
-Degraded condition follows the failure rate and dead letters; the first dead letter
-makes one Warning Event; an unreachable receiver changes nothing.
+"""Statuses from the receivers' stats, in kopf's real run loop against the KMock emulator
+(issue 6): status.deliveries, status.url and counters appear; idle resources cost no
+PATCH; the Degraded condition follows the failure rate and dead letters; the first dead
+letter makes one Warning Event; an unreachable receiver changes nothing.
 
-Only the timers (and a login handler) are registered, with a fake stats source in
-place of the receivers' admin API, so that every PATCH in the emulator's log is theirs.
-Every write is checked against hookline's CRD schemas.
+The whole operator runs, with a fake stats source in place of the receivers' admin API
+(so the numbers are the test's); every write is checked against the CRD schemas.
 """
 
 from __future__ import annotations
@@ -19,33 +18,28 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import kmock
-import kopf
 import pytest
 
 from hookline.api.common import API_VERSION
-from hookline.api.crd import KINDS, build_crd
 from hookline.operator import timers
 from hookline.operator.context import OperatorContext
-from hookline.operator.settings import OperatorSettings
-from tests.support.crd_schema import openapi_schema, validate_object
-from tests.support.kmock_harness import (
-    OperatorThread,
-    StrictEmulator,
-    fast_settings,
-    install_namespace_path_fix,
-    pruned_fields,
+from tests.support.kmock_harness import StrictEmulator
+from tests.support.operator_env import (
+    ADMIN_TOKEN,
+    EVENTFILTERS,
+    EVENTTYPES,
+    OPERATOR_NAMESPACE,
+    WEBHOOKS,
+    emulator,
+    operator_settings,
+    secret,
 )
+from tests.support.operator_env import create as create_object
+from tests.support.operator_env import operator as running_operator
 
 NS = "ci"
 INTERVAL = 0.2
 BASE_URL = "https://hooks.example.com"
-WEBHOOKS = f"{API_VERSION}/webhooks"
-EVENTFILTERS = f"{API_VERSION}/eventfilters"
-EVENTTYPES = f"{API_VERSION}/eventtypes"
-
-
-def strict_validator(crd: dict[str, Any], obj: dict[str, Any]) -> list[str]:
-    return validate_object(crd, obj) + pruned_fields(openapi_schema(crd), obj)
 
 
 @dataclass
@@ -70,20 +64,12 @@ class FakeReceiver:
 
 @pytest.fixture
 async def k8s() -> AsyncIterator[StrictEmulator]:
-    install_namespace_path_fix()
-    async with StrictEmulator() as k, kmock.Server(k):
-        k.add_builtin("v1/namespaces", "Namespace", namespaced=False)
-        k.add_builtin(
-            "apiextensions.k8s.io/v1/customresourcedefinitions",
-            "CustomResourceDefinition",
-            namespaced=False,
+    async with emulator() as k:
+        await create_object(
+            k,
+            secret(OPERATOR_NAMESPACE, "hookline-receiver-admin-token", token=ADMIN_TOKEN.encode()),
         )
-        k.add_builtin("v1/events", "Event", namespaced=True)
-        for kind in KINDS:
-            k.add_crd(build_crd(kind), validator=strict_validator)
         yield k
-        assert not k.violations, k.violations  # every status write obeyed the CRD schema
-        assert not [e for e in k.errors if not isinstance(e, kmock.KubernetesError)], k.errors
 
 
 @pytest.fixture(autouse=True)
@@ -111,20 +97,8 @@ def interval() -> float:
 async def operator(
     k8s: StrictEmulator, receiver: FakeReceiver, interval: float
 ) -> AsyncIterator[OperatorContext]:
-    settings = OperatorSettings(
-        namespace="hookline", stats_interval=interval, public_base_url=BASE_URL
-    )
-    ctx = OperatorContext(settings=settings)
-    registry = kopf.OperatorRegistry()
-    server = str(k8s.url).rstrip("/")
-
-    @kopf.on.login(registry=registry)
-    def login(**_: Any) -> kopf.ConnectionInfo:
-        return kopf.ConnectionInfo(server=server, insecure=True, default_namespace="default")
-
-    timers.register(registry, ctx, fetch=receiver.stats)
-    async with OperatorThread(registry=registry, settings=fast_settings(), clusterwide=True):
-        await k8s.wait_for(lambda: k8s.watched(WEBHOOKS, EVENTFILTERS, EVENTTYPES), seconds=10)
+    settings = operator_settings(k8s, stats_interval=interval, public_base_url=BASE_URL)
+    async with running_operator(k8s, settings, extras={timers.FETCH: receiver.stats}) as ctx:
         yield ctx
 
 
@@ -239,14 +213,20 @@ async def test_deliveries_url_and_counters_appear(
     assert condition["reason"] == "Healthy" and condition["observedGeneration"] == 1
 
     await k8s.wait_for(lambda: status_of(k8s, EVENTFILTERS, "failed").get("evaluated"), 5)
-    assert status_of(k8s, EVENTFILTERS, "failed") == {"evaluated": 5, "matched": 2, "dropped": 3}
+    assert (
+        status_of(k8s, EVENTFILTERS, "failed").items()
+        >= {"evaluated": 5, "matched": 2, "dropped": 3}.items()
+    )
     await k8s.wait_for(lambda: status_of(k8s, EVENTTYPES, "run").get("validated"), 5)
-    assert status_of(k8s, EVENTTYPES, "run") == {
-        "validated": 4,
-        "invalid": 1,
-        "lastValidationError": "$.action: required",
-        "lastValidationErrorAt": "2026-11-25T10:00:00Z",
-    }
+    assert (
+        status_of(k8s, EVENTTYPES, "run").items()
+        >= {
+            "validated": 4,
+            "invalid": 1,
+            "lastValidationError": "$.action: required",
+            "lastValidationErrorAt": "2026-11-25T10:00:00Z",
+        }.items()
+    )
 
     # A change is a patch of what changed only; lastError cleared by the receiver goes.
     before = len(status_patches(k8s))
@@ -283,13 +263,14 @@ async def test_idle_webhooks_cost_no_patches(
         return True
 
     await k8s.wait_for(all_written, seconds=15)
-    # The first write of each: one status PATCH per Webhook (deliveries, url and Degraded
-    # at once); kopf's own one-time finalizer PATCH (timers need one) aside.
-    assert len(status_patches(k8s)) == count
+    # The first writes of each: Ready after the first pass, then deliveries, url and
+    # Degraded at once when the stats come (one PATCH when both arrive together).
+    assert count <= len(status_patches(k8s)) <= 2 * count
     patches = len(all_patches(k8s))
     calls = receiver.calls
 
-    await asyncio.sleep(interval * 4)  # four intervals of 200 timer runs each
+    # Four stats intervals (and resync passes of the reconciler) over 200 Webhooks.
+    await asyncio.sleep(interval * 4)
 
     assert len(all_patches(k8s)) == patches  # idle: not one API call
     # One stats request per interval for all 200 Webhooks, not one per Webhook.

@@ -141,10 +141,13 @@ async def operator(
     kopf_settings: kopf.OperatorSettings | None = None,
     clock: Callable[[], Any] | None = None,
     wait: bool = True,
+    extras: dict[str, Any] | None = None,
 ) -> AsyncIterator[OperatorContext]:
-    """hookline's operator, all handlers registered, in kopf's real run loop."""
+    """hookline's operator, all handlers registered, in kopf's real run loop;
+    `extras` seeds the context's (e.g. a stats source of the test's own)."""
     registry = kopf.OperatorRegistry()
     ctx = OperatorContext(settings=settings)
+    ctx.extras.update(extras or {})
     if clock is not None:
         ctx.clock = clock
     register_all(registry, ctx)

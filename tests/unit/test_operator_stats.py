@@ -5,18 +5,19 @@ are moved by hand; nothing sleeps."""
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import Any
 
 import kopf
 import pytest
+from kopf._core.intents.handlers import TimerHandler
 from pydantic import ValidationError
 
 from hookline.api.eventfilter import EventFilterStatus
 from hookline.api.eventtype import EventTypeStatus
 from hookline.api.webhook import Alerts, DeliveryCounts, WebhookSpec
-from hookline.operator import timers
+from hookline.operator import register_all, timers
 from hookline.operator.context import OperatorContext
+from hookline.operator.ids import STATS_TIMER
 from hookline.operator.settings import OperatorSettings
 from hookline.operator.stats import (
     REASON_DEAD_LETTERS,
@@ -489,27 +490,6 @@ def test_a_patch_never_seen_is_sent_again_after_the_grace() -> None:
     assert len(written) == 0
 
 
-def test_the_timers_success_lines_are_dropped(caplog: pytest.LogCaptureFixture) -> None:
-    logger = logging.getLogger("kopf.objects")
-    before = list(logger.filters)
-    # An operator test earlier in the session may have installed it already.
-    logger.filters[:] = [f for f in before if not isinstance(f, timers.QuietTimerSuccess)]
-    try:
-        timers.quiet_timer_logs()
-        timers.quiet_timer_logs()  # once only
-        assert sum(isinstance(f, timers.QuietTimerSuccess) for f in logger.filters) == 1
-        with caplog.at_level(logging.INFO, logger="kopf.objects"):
-            logger.info("Timer %r succeeded.", timers.WEBHOOK_STATS_TIMER)
-            logger.info("Timer 'something-else' succeeded.")
-            logger.error("Timer %r failed", timers.WEBHOOK_STATS_TIMER)
-        assert [r.getMessage() for r in caplog.records] == [
-            "Timer 'something-else' succeeded.",
-            "Timer 'webhook-stats' failed",
-        ]
-    finally:
-        logger.filters[:] = before
-
-
 def test_stats_interval_before_the_settings_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
     ctx = OperatorContext()  # settings are read at start-up, registration is at import
     monkeypatch.delenv("HOOKLINE_STATS_INTERVAL", raising=False)
@@ -545,21 +525,17 @@ def test_urls_in_errors_keep_only_scheme_and_host() -> None:
     )
 
 
-def test_register_adds_three_timers_without_loading_the_settings(
+def test_one_stats_timer_on_the_anchor_without_loading_the_settings(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("HOOKLINE_STATS_INTERVAL", "7s")
     ctx = OperatorContext()
     registry = kopf.OperatorRegistry()
-    timers.register(registry, ctx)
-    found = {h.id: h for h in registry._spawning.get_all_handlers()}
-    assert set(found) == {
-        timers.WEBHOOK_STATS_TIMER,
-        timers.EVENT_FILTER_STATS_TIMER,
-        timers.EVENT_TYPE_STATS_TIMER,
-    }
-    assert {getattr(h, "interval", None) for h in found.values()} == {7.0}
+    register_all(registry, ctx)
+    timers_found = [h for h in registry._spawning.get_all_handlers() if isinstance(h, TimerHandler)]
+    # One timer for all resources, on the anchor Secret: no finalizer on any Webhook.
+    assert [(h.id, h.interval, h.requires_finalizer) for h in timers_found] == [
+        (STATS_TIMER, 7.0, False)
+    ]
+    assert all(not h.requires_finalizer for h in registry._spawning.get_all_handlers())
     assert ctx.settings is None  # read at start-up, not at import
-    state = timers.timer_state(ctx)
-    assert state.cache.interval == 7.0
-    assert ctx.extras[timers.STATE_KEY] is state  # one cache for the three timers
