@@ -1,25 +1,23 @@
 """Receiver statistics → resource status, without the Kubernetes API in sight (issue 6).
 
-The kopf timers in `timers.py` are thin; everything they decide is here, pure and
-driven by an injectable clock so that the unit tests need neither sleeps nor a cluster:
+The stats timer (`timers.py`) reads /api/v1/stats once per interval and the reconciler
+writes what follows (`status.py`); the rules are here, pure and driven by an injectable
+clock so that the unit tests need neither sleeps nor a cluster:
 
-* `StatsCache` — one GET /api/v1/stats per interval, shared by the timers of every
-  Webhook, EventFilter and EventType: a thousand Webhooks must not mean a thousand
-  HTTP requests per interval.
 * `webhook_deliveries`, `event_filter_counters`, `event_type_counters` — the receiver's
   stats document in the wire form of the status models (hookline.api.*Status).
 * `FailureWindow` and `degraded` — the Degraded condition from cumulative counters.
 * `status_patch` — the minimal merge patch; None when nothing changed, which is what
-  makes idle resources cost zero API calls per interval.
+  makes idle resources cost zero API calls per interval; `WrittenStatus` — patches sent
+  but not yet seen back, so that none is sent twice.
 * `first_dead_letter` — when to post the one-time DeadLetter Event.
 """
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -27,7 +25,6 @@ from typing import Any
 from ..api.webhook import Alerts
 
 Clock = Callable[[], float]
-StatsFetch = Callable[[], Awaitable[dict[str, Any]]]
 
 # Degraded condition vocabulary (metav1.Condition reasons are CamelCase identifiers).
 DEGRADED = "Degraded"
@@ -49,69 +46,6 @@ DELIVERY_COUNTS = (
     "deadLettered",
 )
 FILTER_COUNTS = ("evaluated", "matched", "dropped")
-
-
-class StatsUnavailable(Exception):
-    """The receiver's stats could not be read this interval; the timers write nothing."""
-
-
-class StatsCache:
-    """The receiver's stats document, fetched at most once per `interval`.
-
-    Every resource's timer calls `get()`; the first caller after the cached document
-    expires starts the fetch and the others, concurrent or later in the interval, share
-    it. A failed fetch is remembered for the interval as well, so an unreachable
-    receiver costs one attempt per interval, not one per resource.
-    """
-
-    def __init__(self, fetch: StatsFetch, interval: float, clock: Clock = time.monotonic) -> None:
-        if interval <= 0:
-            raise ValueError("interval must be positive")
-        self._fetch = fetch
-        self.interval = interval
-        self._clock = clock
-        self._value: dict[str, Any] | None = None
-        self._error: StatsUnavailable | None = None
-        self._fetched_at = float("-inf")
-        self._inflight: asyncio.Future[dict[str, Any]] | None = None
-        self.fetches = 0  # how many times `fetch` ran (tests and debugging)
-
-    def invalidate(self) -> None:
-        """Forget the cached document; the next `get()` fetches."""
-        self._value, self._error, self._fetched_at = None, None, float("-inf")
-
-    async def get(self) -> dict[str, Any]:
-        if self._clock() - self._fetched_at < self.interval:
-            if self._error is not None:
-                raise StatsUnavailable(str(self._error)) from self._error
-            if self._value is not None:
-                return self._value
-        if self._inflight is None:
-            self._inflight = asyncio.ensure_future(self._refresh())
-        # shield: a timer cancelled mid-wait (its object deleted, operator stopping) must
-        # not cancel the fetch the other timers are waiting on.
-        return await asyncio.shield(self._inflight)
-
-    async def _refresh(self) -> dict[str, Any]:
-        try:
-            self.fetches += 1
-            try:
-                value = await self._fetch()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # any failure of the fetch: retried next interval
-                self._error = StatsUnavailable(f"receiver stats unavailable: {exc}")
-                self._value = None
-                raise self._error from exc
-            if not isinstance(value, dict):
-                self._error = StatsUnavailable("receiver stats: not a JSON object")
-                self._value = None
-                raise self._error
-            self._value, self._error = value, None
-            return value
-        finally:
-            self._fetched_at = self._clock()
-            self._inflight = None
 
 
 # --- the stats document in status wire form -------------------------------------------

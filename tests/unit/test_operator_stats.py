@@ -4,7 +4,6 @@ are moved by hand; nothing sleeps."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import kopf
@@ -24,8 +23,6 @@ from hookline.operator.stats import (
     REASON_FAILURE_RATE,
     REASON_HEALTHY,
     FailureWindow,
-    StatsCache,
-    StatsUnavailable,
     WindowStats,
     WrittenStatus,
     degraded,
@@ -73,97 +70,6 @@ STATS: dict[str, Any] = {
     "config": {},
     "loadedAt": "2026-11-25T09:00:00Z",
 }
-
-
-# --- StatsCache ------------------------------------------------------------------------
-
-
-class Source:
-    def __init__(self) -> None:
-        self.calls = 0
-        self.fail: Exception | None = None
-        self.gate: asyncio.Event | None = None
-
-    async def __call__(self) -> dict[str, Any]:
-        self.calls += 1
-        if self.gate is not None:
-            await self.gate.wait()
-        if self.fail is not None:
-            raise self.fail
-        return {"webhooks": {}, "n": self.calls}
-
-
-async def test_cache_fetches_once_per_interval() -> None:
-    clock, source = FakeClock(100.0), Source()
-    cache = StatsCache(source, 10.0, clock)
-    assert (await cache.get())["n"] == 1
-    for _ in range(1000):  # a thousand timers in one interval: one request
-        assert (await cache.get())["n"] == 1
-    clock.advance(9.9)
-    assert (await cache.get())["n"] == 1
-    clock.advance(0.1)
-    assert (await cache.get())["n"] == 2
-    assert source.calls == cache.fetches == 2
-
-
-async def test_concurrent_callers_share_one_fetch() -> None:
-    source = Source()
-    source.gate = asyncio.Event()
-    cache = StatsCache(source, 10.0, FakeClock(0.0))
-    waiters = [asyncio.create_task(cache.get()) for _ in range(200)]
-    await asyncio.sleep(0)  # let them all start waiting
-    source.gate.set()
-    results = await asyncio.gather(*waiters)
-    assert source.calls == 1
-    assert all(r is results[0] for r in results)
-
-
-async def test_a_cancelled_caller_does_not_cancel_the_shared_fetch() -> None:
-    source = Source()
-    source.gate = asyncio.Event()
-    cache = StatsCache(source, 10.0, FakeClock(0.0))
-    first = asyncio.create_task(cache.get())
-    second = asyncio.create_task(cache.get())
-    await asyncio.sleep(0)
-    first.cancel()
-    source.gate.set()
-    assert (await second)["n"] == 1
-    with pytest.raises(asyncio.CancelledError):
-        await first
-
-
-async def test_a_failure_is_remembered_for_the_interval() -> None:
-    clock, source = FakeClock(0.0), Source()
-    source.fail = ConnectionError("connection refused")
-    cache = StatsCache(source, 5.0, clock)
-    for _ in range(100):  # the receiver is down: one attempt, not one per resource
-        with pytest.raises(StatsUnavailable, match="connection refused"):
-            await cache.get()
-    assert source.calls == 1
-    clock.advance(5.0)
-    source.fail = None
-    assert (await cache.get())["n"] == 2
-
-
-async def test_a_document_that_is_not_an_object_is_a_failure() -> None:
-    async def fetch() -> Any:
-        return ["not", "a", "dict"]
-
-    with pytest.raises(StatsUnavailable, match="not a JSON object"):
-        await StatsCache(fetch, 1.0, FakeClock(0.0)).get()
-
-
-async def test_invalidate_fetches_again() -> None:
-    source = Source()
-    cache = StatsCache(source, 10.0, FakeClock(0.0))
-    await cache.get()
-    cache.invalidate()
-    assert (await cache.get())["n"] == 2
-
-
-def test_interval_must_be_positive() -> None:
-    with pytest.raises(ValueError):
-        StatsCache(Source(), 0.0)
 
 
 # --- wire forms ------------------------------------------------------------------------
