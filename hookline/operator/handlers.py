@@ -19,12 +19,14 @@ from typing import Any
 
 import kopf
 
-from ..api.common import GROUP, VERSION
+from ..api.common import API_VERSION, GROUP, VERSION
 from ..api.webhook import Webhook
 from . import conditions as c
 from .annotations import encode_secret
 from .builders import (
     ADMIN_TOKEN_KEY,
+    GENERATED_LABEL,
+    WEBHOOK_ANNOTATION,
     build_admin_token_secret,
     build_generated_secret,
     generated_secret_name,
@@ -94,11 +96,28 @@ class SeenVersions:
         return True
 
 
+def owner_reference(owner: Mapping[str, Any]) -> dict[str, Any]:
+    """The Webhook as its generated Secret's controller: garbage-collected with it.
+
+    Not kopf.adopt(): that also copies the owner's labels, Argo CD's tracking label
+    among them, which would make Argo CD take the Secret for one of its own."""
+    meta = owner.get("metadata") or {}
+    return {
+        "apiVersion": owner.get("apiVersion", API_VERSION),
+        "kind": owner.get("kind", "Webhook"),
+        "name": meta.get("name"),
+        "uid": meta.get("uid"),
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
 async def ensure_generated_secret(
-    ctx: OperatorContext, webhook: Webhook, body: kopf.Body, logger: Any
+    ctx: OperatorContext, webhook: Webhook, body: Mapping[str, Any]
 ) -> None:
     """A Webhook whose auth needs a secret and names none gets one (32 random bytes),
-    in a Secret it owns: deleted with it, never overwritten once made."""
+    in a Secret it owns: deleted with it, never overwritten once made, made again if
+    someone deletes it."""
     if not webhook.spec.auth.needs_secret or webhook.spec.auth.secret_ref is not None:
         return
     namespace = webhook.metadata.namespace or "default"
@@ -110,19 +129,20 @@ async def ensure_generated_secret(
     # (whsec_… for Standard Webhooks, as its spec fixes; rotation writes the same).
     value = encode_secret(random_secrets.token_bytes(32), webhook.spec.auth.type.value)
     secret = build_generated_secret(webhook.metadata.name, namespace, GENERATED_SECRET_KEY, value)
-    kopf.adopt(secret, owner=body)
+    secret["metadata"]["ownerReferences"] = [owner_reference(body)]
     try:
         await ctx.kube.create(resource_path("v1", "secrets", namespace), secret)
     except KubeError as exc:
         if exc.status != 409:  # made meanwhile by a previous attempt: fine
             raise kopf.TemporaryError(f"cannot create Secret {name}: {exc}", delay=5) from exc
         return
-    kopf.info(
-        body,
+    await ctx.kube.post_event(
+        {**body, "kind": "Webhook", "apiVersion": API_VERSION},
+        type="Normal",
         reason="SecretGenerated",
         message=f"generated Secret {name} (key {GENERATED_SECRET_KEY}) for spec.auth",
     )
-    logger.info("generated Secret %s for the Webhook's auth", name)
+    log.info("generated Secret %s/%s for Webhook %s", namespace, name, webhook.key)
 
 
 async def ensure_admin_token(ctx: OperatorContext) -> None:
@@ -185,7 +205,7 @@ def register(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
             ctx.poke()
 
     @kopf.on.event("v1", "secrets", registry=registry)
-    def secret_changed(type: str | None, body: kopf.Body, **kwargs: Any) -> None:
+    async def secret_changed(type: str | None, body: kopf.Body, **kwargs: Any) -> None:
         # Only Secrets some Webhook reads, and only when their data changed: the
         # cluster's other Secrets change all the time and are none of the receiver's
         # business.
@@ -194,6 +214,19 @@ def register(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
             return
         if seen.changed(type, body, data_digest(body)):
             ctx.poke()
+        if type == "DELETED" and (meta.get("labels") or {}).get(GENERATED_LABEL) == "true":
+            await regenerate(meta, kwargs[WEBHOOK_INDEX])
+
+    async def regenerate(secret_meta: Mapping[str, Any], webhooks: Any) -> None:
+        # A generated Secret deleted by hand (not with its Webhook): made again, or
+        # the Webhook would stay SecretNotFound until someone edits it.
+        owner = (secret_meta.get("annotations") or {}).get(WEBHOOK_ANNOTATION)
+        found = [b for b in webhooks.get((secret_meta.get("namespace"), owner), ())]
+        if not found or found[0].get("metadata", {}).get("deletionTimestamp"):
+            return
+        webhook, _ = parse(Webhook, found[0])
+        if isinstance(webhook, Webhook):
+            await ensure_generated_secret(ctx, webhook, found[0])
 
     @kopf.on.event("v1", "secrets", when=ctx.is_anchor, registry=registry)
     async def admin_token_changed(type: str | None, **_: Any) -> None:
@@ -223,7 +256,7 @@ def register(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
             patch.status["observedGeneration"] = raw["metadata"].get("generation")
             raise kopf.PermanentError(f"{c.INVALID_SPEC}: {error}")
         assert isinstance(webhook, Webhook)
-        await ensure_generated_secret(ctx, webhook, body, logger)
+        await ensure_generated_secret(ctx, webhook, raw)
         ctx.poke()
 
     # --- the reconciler --------------------------------------------------------------

@@ -5,6 +5,7 @@ Secrets, deletion. kopf's real run loop throughout; every write checked against 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -98,6 +99,21 @@ EVENT_FILTER = {
 def ready_object(k: StrictEmulator, res: str, name: str) -> dict[str, Any] | None:
     obj = k.get(res, NS, name)
     return obj if is_ready(obj) else None
+
+
+async def accepted_within(r: RunningReceiver, path: str, key: bytes, *, seconds: float) -> bool:
+    """Whether a POST signed with `key` is accepted within `seconds` (tried every 50 ms)."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while asyncio.get_running_loop().time() < deadline:
+        if (await post_github(r, path, {"a": 2}, key)).status == 202:
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+def remade(k: StrictEmulator, name: str, old_uid: str) -> dict[str, Any] | None:
+    found = k.get(SECRETS, NS, name)
+    return found if found is not None and found["metadata"]["uid"] != old_uid else None
 
 
 async def post_github(
@@ -218,6 +234,14 @@ async def test_generated_secret_and_deletion(k8s: StrictEmulator, running: Runni
         events = events_for(k8s, "generated", NS)
         assert any(e["reason"] == "SecretGenerated" for e in events)
         assert value.decode() not in json.dumps([*events, k8s.get(WEBHOOKS, NS, "generated")])
+
+        # Deleted by hand, the Secret is made again (a new value), and served.
+        rsp = await k8s.delete(f"/api/v1/namespaces/{NS}/secrets/{name}")
+        assert rsp.status == 200
+        again = await k8s.wait_for(partial(remade, k8s, name, generated["metadata"]["uid"]))
+        value = base64.b64decode(again["data"]["secret"])
+        # The receiver takes the new value once the operator has pushed it.
+        assert await accepted_within(running, "generated", value, seconds=5)
 
         # Deleting the Webhook: the receiver stops serving it, its Secret goes with it.
         rsp = await k8s.delete(f"/apis/{API_VERSION}/namespaces/{NS}/webhooks/generated")
