@@ -91,10 +91,13 @@ class OperatorContext:
         urls: set[str] = set()
         for eps in slices:
             labels = (eps.get("metadata") or {}).get("labels") or {}
-            # Filtered here as well as by the API server's label selector.
+            # Filtered here: one list of the namespace's slices, no label selector.
             if labels.get("kubernetes.io/service-name") != service:
                 continue
             for endpoint in eps.get("endpoints") or []:
+                # A pod on its way out is not given the configuration, nor counted.
+                if (endpoint.get("conditions") or {}).get("terminating"):
+                    continue
                 for address in endpoint.get("addresses") or []:
                     host = f"[{address}]" if ":" in address else address
                     urls.add(f"http://{host}:{settings.admin_port}")

@@ -9,6 +9,7 @@ cluster-wide watch of Deployments).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -35,10 +36,22 @@ PLURALS = {
 }
 
 
-def desired_objects(settings: OperatorSettings) -> list[dict[str, Any]]:
+# A digest of the admin token on the receiver pods: a new token (its Secret deleted and
+# made again, or edited) rolls them, since they read the mounted token at start.
+TOKEN_DIGEST_ANNOTATION = "hookline.dev/admin-token-sha256"
+
+
+def desired_objects(
+    settings: OperatorSettings, admin_token: str | None = None
+) -> list[dict[str, Any]]:
     """Pure: everything the operator runs the receiver with, from its settings."""
+    annotations = (
+        {TOKEN_DIGEST_ANNOTATION: hashlib.sha256(admin_token.encode()).hexdigest()[:16]}
+        if admin_token
+        else None
+    )
     objects = [
-        build_receiver_deployment(settings),
+        build_receiver_deployment(settings, pod_annotations=annotations),
         build_receiver_service(settings),
         build_receiver_admin_service(settings),
     ]
@@ -65,10 +78,12 @@ class Outcome:
     repaired: list[str] = field(default_factory=list)
 
 
-async def ensure_receiver(kube: KubeClient, settings: OperatorSettings) -> Outcome:
+async def ensure_receiver(
+    kube: KubeClient, settings: OperatorSettings, admin_token: str | None = None
+) -> Outcome:
     """Create what is missing, put back what drifted; leave everything else alone."""
     outcome = Outcome()
-    for desired in desired_objects(settings):
+    for desired in desired_objects(settings, admin_token):
         what = f"{desired['kind']} {desired['metadata']['namespace']}/{desired['metadata']['name']}"
         actual = await kube.get(object_path(desired))
         if actual is None:

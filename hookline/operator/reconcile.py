@@ -102,6 +102,7 @@ class Reconciler:
     written: WrittenStatus = field(default_factory=lambda: WrittenStatus(grace=15.0))
     # When the receiver's own objects were last compared (loop time); None: never.
     receiver_checked: float | None = None
+    receiver_token: str | None = None  # the admin token the pods were last given
     # > 0 while something failed: the next pass comes after it, not after a resync.
     retry_delay: float = 0.0
     quiet_passes: int = 0
@@ -198,16 +199,19 @@ class Reconciler:
         (each comparison is a GET per object; a busy cluster pokes far more often)."""
         settings = self.ctx.config
         now = asyncio.get_running_loop().time()
+        token_changed = self.ctx.admin_token != self.receiver_token
         if not settings.manage_receiver or (
             self.receiver_checked is not None
             and now - self.receiver_checked < settings.resync_interval
+            and not token_changed
         ):
             return
+        self.receiver_token = self.ctx.admin_token
         # Checked or not, not again before the interval: a refused object must not stop
         # the configuration push and the statuses, nor be retried in a tight loop.
         self.receiver_checked = now
         try:
-            await ensure_receiver(self.ctx.kube, settings)
+            await ensure_receiver(self.ctx.kube, settings, self.ctx.admin_token)
         except KubeError as exc:
             log.error(
                 "cannot create or repair the receiver's objects in namespace %s "

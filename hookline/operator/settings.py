@@ -418,11 +418,12 @@ class OperatorSettings(BaseModel):
         ),
     )
     resync_interval: float = Field(
-        default=30.0,
+        default=5.0,
         gt=0,
         description=(
-            "HOOKLINE_RESYNC_INTERVAL: seconds of quiet after which the operator checks "
-            "that every receiver replica still serves the current configuration."
+            "HOOKLINE_RESYNC_INTERVAL: seconds of quiet after which the operator looks "
+            "for new receiver replicas, checks that every replica still serves the "
+            "current configuration, and compares the receiver's objects for drift."
         ),
     )
 

@@ -5,6 +5,7 @@ in for the pod behind the EndpointSlice."""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 
 from hookline.api.common import API_VERSION
+from hookline.operator.receiver_objects import TOKEN_DIGEST_ANNOTATION
 from tests.support.kmock_harness import StrictEmulator
 from tests.support.operator_env import (
     ADMIN_TOKEN,
@@ -49,6 +51,12 @@ def replicas(k: StrictEmulator) -> Any:
     ).get("replicas")
 
 
+def token_digest(k: StrictEmulator) -> str | None:
+    deployment = k.get(DEPLOYMENTS, OPERATOR_NAMESPACE, "hookline-receiver") or {}
+    template = deployment.get("spec", {}).get("template", {})
+    return (template.get("metadata", {}).get("annotations") or {}).get(TOKEN_DIGEST_ANNOTATION)
+
+
 async def test_receiver_objects_created_and_drift_repaired(k8s: StrictEmulator) -> None:
     settings = operator_settings(
         k8s,
@@ -81,6 +89,16 @@ async def test_receiver_objects_created_and_drift_repaired(k8s: StrictEmulator) 
         await k8s.wait_for(lambda: replicas(k8s) == 2)
         labels = k8s.get(DEPLOYMENTS, OPERATOR_NAMESPACE, "hookline-receiver")["metadata"]["labels"]  # type: ignore[index]
         assert labels["app.kubernetes.io/name"] == "hookline"
+
+        # A new admin token rolls the receiver pods (they read it at start).
+        before = token_digest(k8s)
+        assert before
+        await patch(
+            k8s,
+            f"/api/v1/namespaces/{OPERATOR_NAMESPACE}/secrets/hookline-receiver-admin-token",
+            {"data": {"token": base64.b64encode(b"a-new-admin-token").decode()}},
+        )
+        await k8s.wait_for(lambda: token_digest(k8s) not in (before, None))
 
 
 async def test_replicas_found_through_endpointslices(k8s: StrictEmulator, tmp_path: Path) -> None:
