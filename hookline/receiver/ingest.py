@@ -15,7 +15,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -39,7 +39,7 @@ READ_CHUNK = 64 * 1024
 _CHALLENGES = {AuthType.BASIC: 'Basic realm="hookline"', AuthType.BEARER: 'Bearer realm="hookline"'}
 
 
-@dataclass
+@dataclass(slots=True)
 class Delivery:
     """One request on its way through the pipeline."""
 
@@ -211,9 +211,10 @@ def _record(
     keep_body: bool = True,
 ) -> DeliveryRecord:
     route, request = delivery.route, delivery.request
-    received_at = state.now()
+    now = state.settings.wall_clock()
+    received_at = datetime.fromtimestamp(now, UTC)  # what state.now() gives, with `now`
     return DeliveryRecord(
-        id=new_delivery_id(received_at.timestamp()),
+        id=new_delivery_id(now),
         webhook=route.key,
         received_at=received_at,
         status=status,

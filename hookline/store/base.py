@@ -348,7 +348,9 @@ def counter_deltas(records: list[DeliveryRecord]) -> dict[str, CounterDelta]:
             delta.rejected += 1
         else:
             delta.filtered += 1
-        at = as_utc(record.received_at)
+        at = record.received_at
+        if at.tzinfo is not UTC:  # the receiver's are UTC already
+            at = as_utc(at)
         if delta.last_received_at is None or (at, record.id) > (
             delta.last_received_at,
             delta.last_delivery_id,
