@@ -37,11 +37,43 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        code = exc.reason.lower().replace(" ", "_")
-        return problem(exc.status, code, f"{exc.reason}: {request.method} {request.path}")
+        return _http_error(request, exc)
     except Exception:
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        return problem(500, "internal_error", "the receiver failed on this request; see its log")
+        return _internal_error(request)
+
+
+def with_json_errors(handler: Handler) -> Handler:
+    """json_errors for one handler. The ingest app wraps its handlers with this instead
+    of taking the middleware: an app with middlewares runs every request through two
+    more coroutines (aiohttp adds one of its own), a cost on the hot path of issue 3's
+    ingest benchmark."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            return _http_error(request, exc)
+        except Exception:
+            return _internal_error(request)
+
+    return handle
+
+
+async def _not_found(request: web.Request) -> web.StreamResponse:
+    # What aiohttp's router would raise for a path the ingest app does not serve.
+    raise web.HTTPNotFound()
+
+
+def _http_error(request: web.Request, exc: web.HTTPException) -> web.Response:
+    code = exc.reason.lower().replace(" ", "_")
+    return problem(exc.status, code, f"{exc.reason}: {request.method} {request.path}")
+
+
+def _internal_error(request: web.Request) -> web.Response:
+    log.exception("unhandled error on %s %s", request.method, request.path)
+    return problem(500, "internal_error", "the receiver failed on this request; see its log")
 
 
 async def store_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -147,12 +179,15 @@ async def reload_config(app: web.Application) -> None:
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(middlewares=[json_errors])
+    # No middlewares: the handlers are wrapped one by one (with_json_errors), and
+    # every other path gets the JSON 404 the middleware would have made.
+    app = web.Application()
     app[SETTINGS] = settings
     app.cleanup_ctx.append(store_ctx)
     app.cleanup_ctx.append(purge_ctx)
     app.cleanup_ctx.append(dispatch_ctx)
-    setup_ingest_routes(app)
+    setup_ingest_routes(app, wrap=with_json_errors)
+    app.router.add_route("*", "/{tail:.*}", with_json_errors(_not_found), name="elsewhere")
     return app
 
 

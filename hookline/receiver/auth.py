@@ -171,7 +171,8 @@ class _HmacVerifier:
         for key in self.keys:
             mac = key.copy()
             # The signed content is the header's timestamp exactly as sent, ".", the body.
-            mac.update(stamp)
+            if stamp:
+                mac.update(stamp)
             mac.update(body)
             if hmac.compare_digest(mac.digest(), received):
                 return

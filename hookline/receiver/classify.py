@@ -27,6 +27,15 @@ class Classification:
     filtered_by: str | None = None  # set when a filter dropped it: which and why
 
 
+def classifies(route: Route) -> bool:
+    """Whether the route has anything for classify() to do: EventTypes to recognise,
+    filters to apply, or unknown events to refuse. Routes without any skip it (and
+    the EventContext it needs) on the ingest path."""
+    return bool(route.event_types.allowed or route.filters) or (
+        route.unknown_event_types == "reject"
+    )
+
+
 def classify(route: Route, context: EventContext) -> Classification:
     result = Classification()
     recognised = route.event_types.recognise(context.headers, context.payload)
@@ -64,7 +73,8 @@ def classify(route: Route, context: EventContext) -> Classification:
             )
             return result
         result.tallies.append(Tally(EVENT_TYPE, type_key, "validated"))
-    context = replace(context, event_type=result.event_type)
+    if route.filters:
+        context = replace(context, event_type=result.event_type)
     for key, compiled in route.filters:
         outcome = compiled.evaluate(context)
         result.tallies.append(Tally(EVENT_FILTER, key, "evaluated"))

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from aiohttp import web
 
 from . import admin, ingest, replay
 
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-def setup_ingest_routes(app: web.Application) -> None:
+
+def setup_ingest_routes(
+    app: web.Application, wrap: Callable[[Handler], Handler] = lambda handler: handler
+) -> None:
     # Any method reaches the handler, which records a 405 for what is not POST: a GET
     # on a Webhook's URL is a request that reached its route (DESIGN.md).
-    app.router.add_route("*", "/hooks/{path:.+}", ingest.receive, name="hook")
+    app.router.add_route("*", "/hooks/{path:.+}", wrap(ingest.receive), name="hook")
 
 
 def setup_admin_routes(app: web.Application) -> None:

@@ -76,7 +76,9 @@ class NewRow:
 def new_rows(record: DeliveryRecord) -> tuple[NewRow, ...]:
     """The outbox rows of a record, ids included. Built in the caller's task (on the
     event loop): new_delivery_id() keeps process-wide state and is not thread-safe."""
-    if record.outbox and record.status != "accepted":
+    if not record.outbox:
+        return ()
+    if record.status != "accepted":
         raise ValueError(
             f"delivery {record.id} is {record.status}: only accepted deliveries have "
             "destinations to reach"

@@ -31,6 +31,7 @@ from hookline.store.base import (
     decode_cursor,
     delivery_conditions,
     encode_cursor,
+    headers_json,
     page_limit,
     resource_deltas,
 )
@@ -528,7 +529,7 @@ def _to_row(record: DeliveryRecord) -> Row:
         record.event_type,
         record.source_ip,
         record.user_agent,
-        json.dumps(record.headers, separators=(",", ":")),
+        headers_json(record.headers),
         record.body,
         float(record.processing_ms),
         record.dedup_key,

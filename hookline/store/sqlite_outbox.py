@@ -163,9 +163,17 @@ def ts(moment: datetime | None) -> str | None:
         return None
     if moment.tzinfo is not UTC:
         moment = as_utc(moment)
-    # isoformat with fixed microseconds is the same text as strftime, at a third of
-    # the cost (one call per record on the ingest path).
-    return moment.isoformat(timespec="microseconds")[:26] + "Z"
+    # The same text as strftime("%Y-%m-%dT%H:%M:%S.%fZ") or isoformat(), for half the
+    # cost of isoformat in the ingest benchmark (two calls per record).
+    return "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ" % (  # noqa: UP031 (faster than f-string)
+        moment.year,
+        moment.month,
+        moment.day,
+        moment.hour,
+        moment.minute,
+        moment.second,
+        moment.microsecond,
+    )
 
 
 def parse_ts(text: str | None) -> datetime | None:

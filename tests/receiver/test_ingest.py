@@ -3,6 +3,7 @@ and what each request leaves in the delivery log."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from typing import Any
@@ -170,6 +171,24 @@ async def test_too_large_without_content_length_stops_reading(receiver: Receiver
 
     response = await receiver.ingest.post("/hooks/small", data=chunks())
     assert response.status == 413
+
+
+async def test_body_arriving_in_pieces_is_read_whole(receiver: Receiver) -> None:
+    # With a Content-Length, the receiver takes what is buffered and waits for the
+    # rest; without one (chunked), it reads chunk by chunk. Both keep every byte.
+    body = b"".join(bytes([65 + i]) * 37 for i in range(20))
+
+    async def pieces() -> Any:
+        for start in range(0, len(body), 37):
+            yield body[start : start + 37]
+            await asyncio.sleep(0.01)
+
+    for headers in ({"Content-Length": str(len(body))}, {}):
+        response = await receiver.ingest.post("/hooks/open", data=pieces(), headers=headers)
+        payload = await response.json()
+        assert response.status == 202, payload
+        record = await receiver.delivery(payload["deliveryId"])
+        assert record["body"] == body.decode()
 
 
 async def test_not_json_is_415_and_bad_json_400(receiver: Receiver) -> None:
