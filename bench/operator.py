@@ -85,7 +85,7 @@ async def run(count: int, changes: int) -> dict[str, Any]:
             )
             await create(k, secret(NS, "gh", secret=b"bench-secret"))
             settings = operator_settings(
-                k, receiver_admin_urls=[running.admin_url], stats_interval=60.0
+                k, receiver_admin_urls=[running.admin_url], stats_interval=10.0
             )
             async with operator(k, settings):
                 start = time.perf_counter()
