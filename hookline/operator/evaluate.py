@@ -24,6 +24,7 @@ from ..api.resource import Resource
 from ..receiver.config import ReceiverConfig, compile_config
 from . import conditions as c
 from .builders import generated_secret_name
+from .stats import redact_urls
 
 # The key of the Secret the operator generates for a Webhook whose auth has no
 # secretRef (issue 6); its name is builders.generated_secret_name.
@@ -80,7 +81,9 @@ def parse(model: type[Resource], body: Mapping[str, Any]) -> tuple[Resource | No
     try:
         return model.model_validate(doc), None
     except ValidationError as exc:
-        return None, "; ".join(format_validation_error(exc)[:5])
+        # The message goes to a condition, an Event and the log: a URL the user got
+        # wrong keeps only its scheme and host (its path or query may be a token).
+        return None, redact_urls("; ".join(format_validation_error(exc)[:5]))
 
 
 def with_generated_secret(webhook: Webhook) -> Webhook:

@@ -116,3 +116,14 @@ def test_only_new_specs_and_data_poke_the_reconciler() -> None:
     secret = {"kind": "Secret", "metadata": {"name": "s", "namespace": "ci"}, "data": {"k": "eA=="}}
     assert data_digest(secret) != data_digest({**secret, "data": {"k": "eQ=="}})
     assert "eA==" not in data_digest(secret)
+
+
+def test_an_invalid_spec_message_does_not_repeat_a_url_token() -> None:
+    body = webhook(
+        "leaky",
+        destinations=[{"name": "slack", "url": "ftp://hooks.slack.com/services/T0/B0/SECRETTOKEN"}],
+    )
+    result = evaluate([body], [], [], SECRETS)
+    bad = result.conditions[("Webhook", "ci", "leaky")][0]
+    assert bad.reason == "InvalidSpec" and "spec.destinations[0].url" in bad.message
+    assert "SECRETTOKEN" not in bad.message
