@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .builders import (
+    MANAGED_BY,
     build_admin_network_policy,
     build_receiver_admin_service,
     build_receiver_deployment,
@@ -76,6 +77,7 @@ def object_path(obj: Mapping[str, Any], *, named: bool = True) -> str:
 class Outcome:
     created: list[str] = field(default_factory=list)
     repaired: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
 
 
 async def ensure_receiver(
@@ -101,4 +103,22 @@ async def ensure_receiver(
             outcome.repaired.append(what)
             # Someone edited an object the operator owns: say so, it will happen again.
             log.warning("repaired drift in %s: %s", what, sorted(patch))
+    if build_receiver_ingress(settings) is None:
+        await remove_disabled_ingress(kube, settings, outcome)
     return outcome
+
+
+async def remove_disabled_ingress(
+    kube: KubeClient, settings: OperatorSettings, outcome: Outcome
+) -> None:
+    """An Ingress the operator made, once disabled, goes: left behind it would keep the
+    receiver published on the internet after the settings said not to."""
+    path = resource_path(
+        "networking.k8s.io/v1", "ingresses", settings.namespace, settings.receiver_name
+    )
+    found = await kube.get(path)
+    labels = ((found or {}).get("metadata") or {}).get("labels") or {}
+    if found is not None and labels.get("app.kubernetes.io/managed-by") == MANAGED_BY:
+        await kube.delete(path)
+        outcome.removed.append(f"Ingress {settings.namespace}/{settings.receiver_name}")
+        log.warning("removed the receiver's Ingress: the settings disable it")

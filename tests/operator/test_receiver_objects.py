@@ -33,6 +33,7 @@ from tests.support.operator_env import (
 DEPLOYMENTS = "apps/v1/deployments"
 SERVICES = "v1/services"
 NETWORK_POLICIES = "networking.k8s.io/v1/networkpolicies"
+INGRESSES = "networking.k8s.io/v1/ingresses"
 
 
 @pytest.fixture
@@ -143,3 +144,26 @@ async def test_replicas_found_through_endpointslices(k8s: StrictEmulator, tmp_pa
             )
             await k8s.wait_for(lambda: is_ready(k8s.get(WEBHOOKS, "ci", "found")), seconds=10)
             assert running.state.config.route_for("ci/found") is not None
+
+
+async def test_a_disabled_ingress_is_removed(k8s: StrictEmulator) -> None:
+    labels = {"app.kubernetes.io/managed-by": "hookline-operator"}
+    ingress = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": {
+            "name": "hookline-receiver",
+            "namespace": OPERATOR_NAMESPACE,
+            "labels": labels,
+        },
+        "spec": {"rules": [{"host": "hooks.example.com"}]},
+    }
+    rsp = await k8s.post(
+        f"/apis/networking.k8s.io/v1/namespaces/{OPERATOR_NAMESPACE}/ingresses", json=ingress
+    )
+    assert rsp.status == 200
+    settings = operator_settings(k8s, manage_receiver=True, ingress_enabled=False)
+    async with operator(k8s, settings):
+        await k8s.wait_for(
+            lambda: k8s.get(INGRESSES, OPERATOR_NAMESPACE, "hookline-receiver") is None
+        )
