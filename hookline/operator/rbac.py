@@ -66,14 +66,9 @@ RECEIVER_NAMESPACE_PERMISSIONS: tuple[Permission, ...] = (
     # The admin token Secret lives here, which need not be a watched namespace.
     *_grant("", ["secrets"], _OWNED_VERBS),
     # Finding every receiver pod (ready or not) to push configuration and read stats.
-    *_grant("", ["endpoints", "pods"], _READ_VERBS),
     *_grant("discovery.k8s.io", ["endpointslices"], _READ_VERBS),
     # Events about the receiver (e.g. a configuration push that failed).
     *_grant("", ["events"], ["create", "patch"]),
-    # A Lease, for leader election should peering be replaced by one.
-    *_grant(
-        "coordination.k8s.io", ["leases"], ("get", "list", "watch", "create", "patch", "update")
-    ),
 )
 
 REQUIRED_PERMISSIONS: tuple[Permission, ...] = (
