@@ -395,13 +395,27 @@ async def expire_previous(ctx: OperatorContext, secret: Mapping[str, Any]) -> bo
     return True
 
 
+async def _still_there(ctx: OperatorContext, body: kopf.Body, uid: str | None) -> bool:
+    meta = body.get("metadata") or {}
+    path = resource_path("v1", "secrets", meta.get("namespace"), meta.get("name"))
+    try:
+        found = await ctx.kube.get(path)
+    except (KubeError, KubeUnavailable):
+        return True  # unknown: assume so, and look again later
+    return found is not None and (found.get("metadata") or {}).get("uid") == uid
+
+
 async def watch_overlap(ctx: OperatorContext, stopped: Any, body: kopf.Body) -> None:
     """One generated Secret in its overlap window: sleep until the window ends, then end
     it. `body` is kopf's live view, so a rotation during the wait moves the end; kopf
     stops this once the expiry annotation is gone (the daemon's filter), and starts it
     again when a later rotation writes a new one."""
+    uid = (body.get("metadata") or {}).get("uid")
     while not stopped:
         timing = timing_of(ctx)
+        if not await _still_there(ctx, body, uid):
+            # Deleted (it carries no finalizer: kopf does not stop this daemon then).
+            return
         expires = previous_expires_at(body)
         if expires is None:  # about to be stopped by the filter
             await stopped.wait(timing.expiry_interval)

@@ -39,6 +39,9 @@ class OperatorContext:
     # Set by handlers whenever something the receiver configuration depends on changed;
     # the reconciler daemon waits on it (created lazily: it must belong to kopf's loop).
     _wakeup: asyncio.Event | None = None
+    # Anchor Secrets deleted while their daemon and timer ran: they carry no finalizer,
+    # so kopf does not stop those; they stop themselves when they see their uid here.
+    gone_anchors: set[str] = field(default_factory=set)
     # Free slots for the parts of the operator that keep state between calls
     # (stats cache, failure windows): keyed by their module's name.
     extras: dict[str, Any] = field(default_factory=dict)

@@ -57,6 +57,11 @@ class Evaluation:
     generations: dict[ObjectKey, int | None] = field(default_factory=dict)
     # Webhooks that compiled into a route: Ready once a receiver serves the config.
     routed: set[ObjectKey] = field(default_factory=set)
+    # The uid each evaluated object had: a status is written only to that object, never
+    # to one deleted and made again under the same name since.
+    uids: dict[ObjectKey, str] = field(default_factory=dict)
+    # Webhooks that read a Secret the operator generates (as they were written).
+    generated: dict[ObjectKey, Webhook] = field(default_factory=dict)
 
 
 def decode_secret_data(body: Mapping[str, Any]) -> dict[str, bytes]:
@@ -132,6 +137,7 @@ def evaluate(
             key = object_key({**body, "kind": kind})
             meta = body.get("metadata") or {}
             result.generations[key] = meta.get("generation")
+            result.uids[key] = str(meta.get("uid"))
             cache_key = (kind, str(meta.get("uid") or key), meta.get("generation"))
             cached = cache.get(cache_key) if cache is not None and meta.get("uid") else None
             model, error = cached if cached is not None else parse(models[kind], body)
@@ -142,6 +148,9 @@ def evaluate(
                 ]
                 continue
             parsed[kind].append(model)
+            if isinstance(model, Webhook) and model.spec.auth.needs_secret:
+                if model.spec.auth.secret_ref is None:
+                    result.generated[key] = model
 
     if cache is not None:
         # Only what is still there: deleted objects leave the cache with this pass.

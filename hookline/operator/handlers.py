@@ -10,33 +10,26 @@ would make kopf forget what it already did.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import logging
-import secrets as random_secrets
 from collections.abc import Mapping
 from typing import Any
 
 import kopf
 
-from ..api.common import API_VERSION, GROUP, VERSION
+from ..api.common import GROUP, VERSION
 from ..api.webhook import Webhook
 from . import conditions as c
-from .annotations import encode_secret
 from .builders import (
     ADMIN_TOKEN_KEY,
-    GENERATED_LABEL,
-    WEBHOOK_ANNOTATION,
-    build_admin_token_secret,
-    build_generated_secret,
     generated_secret_name,
 )
 from .context import OperatorContext
 from .evaluate import (
-    GENERATED_SECRET_KEY,
     decode_secret_data,
     parse,
 )
+from .generated import ensure_admin_token, ensure_generated_secret
 from .ids import (
     EVENT_TYPE_INDEX,
     FILTER_INDEX,
@@ -46,7 +39,6 @@ from .ids import (
     WEBHOOK_HANDLER,
     WEBHOOK_INDEX,
 )
-from .kube import KubeError, resource_path
 from .reconcile import Reconciler, thaw
 
 log = logging.getLogger(__name__)
@@ -94,73 +86,6 @@ class SeenVersions:
             return False
         self._versions[key] = version
         return True
-
-
-def owner_reference(owner: Mapping[str, Any]) -> dict[str, Any]:
-    """The Webhook as its generated Secret's controller: garbage-collected with it.
-
-    Not kopf.adopt(): that also copies the owner's labels, Argo CD's tracking label
-    among them, which would make Argo CD take the Secret for one of its own."""
-    meta = owner.get("metadata") or {}
-    return {
-        "apiVersion": owner.get("apiVersion", API_VERSION),
-        "kind": owner.get("kind", "Webhook"),
-        "name": meta.get("name"),
-        "uid": meta.get("uid"),
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
-
-
-async def ensure_generated_secret(
-    ctx: OperatorContext, webhook: Webhook, body: Mapping[str, Any]
-) -> None:
-    """A Webhook whose auth needs a secret and names none gets one (32 random bytes),
-    in a Secret it owns: deleted with it, never overwritten once made, made again if
-    someone deletes it."""
-    if not webhook.spec.auth.needs_secret or webhook.spec.auth.secret_ref is not None:
-        return
-    namespace = webhook.metadata.namespace or "default"
-    name = generated_secret_name(webhook.metadata.name)
-    path = resource_path("v1", "secrets", namespace, name)
-    if await ctx.kube.get(path) is not None:
-        return
-    # Printable text, not raw bytes: callers paste it into their provider's settings
-    # (whsec_… for Standard Webhooks, as its spec fixes; rotation writes the same).
-    value = encode_secret(random_secrets.token_bytes(32), webhook.spec.auth.type.value)
-    secret = build_generated_secret(webhook.metadata.name, namespace, GENERATED_SECRET_KEY, value)
-    secret["metadata"]["ownerReferences"] = [owner_reference(body)]
-    try:
-        await ctx.kube.create(resource_path("v1", "secrets", namespace), secret)
-    except KubeError as exc:
-        if exc.status != 409:  # made meanwhile by a previous attempt: fine
-            raise kopf.TemporaryError(f"cannot create Secret {name}: {exc}", delay=5) from exc
-        return
-    await ctx.kube.post_event(
-        {**body, "kind": "Webhook", "apiVersion": API_VERSION},
-        type="Normal",
-        reason="SecretGenerated",
-        message=f"generated Secret {name} (key {GENERATED_SECRET_KEY}) for spec.auth",
-    )
-    log.info("generated Secret %s/%s for Webhook %s", namespace, name, webhook.key)
-
-
-async def ensure_admin_token(ctx: OperatorContext) -> None:
-    """The token receivers require on their admin API; also the object the reconciler
-    daemon runs on (so kopf stops it when peering pauses this operator)."""
-    settings = ctx.config
-    path = resource_path("v1", "secrets", settings.namespace, settings.admin_token_secret)
-    if await ctx.kube.get(path) is not None:
-        return
-    token = base64.urlsafe_b64encode(random_secrets.token_bytes(32)).rstrip(b"=")
-    try:
-        await ctx.kube.create(
-            resource_path("v1", "secrets", settings.namespace),
-            build_admin_token_secret(settings, token),
-        )
-    except KubeError as exc:
-        if exc.status != 409:
-            raise
 
 
 def register(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
@@ -214,23 +139,14 @@ def register(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
             return
         if seen.changed(type, body, data_digest(body)):
             ctx.poke()
-        if type == "DELETED" and (meta.get("labels") or {}).get(GENERATED_LABEL) == "true":
-            await regenerate(meta, kwargs[WEBHOOK_INDEX])
-
-    async def regenerate(secret_meta: Mapping[str, Any], webhooks: Any) -> None:
-        # A generated Secret deleted by hand (not with its Webhook): made again, or
-        # the Webhook would stay SecretNotFound until someone edits it.
-        owner = (secret_meta.get("annotations") or {}).get(WEBHOOK_ANNOTATION)
-        found = [b for b in webhooks.get((secret_meta.get("namespace"), owner), ())]
-        if not found or found[0].get("metadata", {}).get("deletionTimestamp"):
-            return
-        webhook, _ = parse(Webhook, found[0])
-        if isinstance(webhook, Webhook):
-            await ensure_generated_secret(ctx, webhook, found[0])
 
     @kopf.on.event("v1", "secrets", when=ctx.is_anchor, registry=registry)
-    async def admin_token_changed(type: str | None, **_: Any) -> None:
+    async def admin_token_changed(type: str | None, body: kopf.Body, **_: Any) -> None:
         if type == "DELETED":
+            # Its daemon and timer stop themselves (see OperatorContext.gone_anchors);
+            # the new anchor gets its own.
+            ctx.gone_anchors.add(str(body.get("metadata", {}).get("uid")))
+            ctx.poke()
             await ensure_admin_token(ctx)  # the receivers' token and the daemon's anchor
 
     # --- per-Webhook work: the generated Secret --------------------------------------
@@ -242,18 +158,8 @@ def register(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
         raw = thaw(body)
         webhook, error = parse(Webhook, raw)
         if webhook is None or error is not None:
-            # A user's mistake: say so on the resource and stop retrying until the spec
-            # changes (the API server's schema let it in; the model's checks did not).
-            patch.status["conditions"] = c.set_condition(
-                (raw.get("status") or {}).get("conditions"),
-                c.READY,
-                "False",
-                c.INVALID_SPEC,
-                error or "the spec does not parse",
-                raw["metadata"].get("generation"),
-                ctx.now(),
-            )
-            patch.status["observedGeneration"] = raw["metadata"].get("generation")
+            # A user's mistake: the reconciler says so in Ready (InvalidSpec, with the
+            # field); kopf stops retrying until the spec changes.
             raise kopf.PermanentError(f"{c.INVALID_SPEC}: {error}")
         assert isinstance(webhook, Webhook)
         await ensure_generated_secret(ctx, webhook, raw)
@@ -278,8 +184,13 @@ def register(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
         indexes = {
             k: kwargs[k] for k in (WEBHOOK_INDEX, FILTER_INDEX, EVENT_TYPE_INDEX, SECRET_INDEX)
         }
+        uid = str(body.get("metadata", {}).get("uid"))
+
+        def done() -> bool:
+            return bool(stopped) or uid in ctx.gone_anchors
+
         ctx.poke()
-        await reconciler_of(ctx).run(stopped, indexes, token)
+        await reconciler_of(ctx).run(done, stopped, indexes, token)
 
 
 def reconciler_of(ctx: OperatorContext) -> Reconciler:

@@ -17,6 +17,7 @@ import kopf
 
 from . import annotation_handlers, handlers, timers
 from .context import OperatorContext
+from .generated import ensure_admin_token
 from .ids import RECONCILER_DAEMON, STATS_TIMER
 from .kube import KubeClient
 
@@ -103,7 +104,7 @@ def register_lifecycle(registry: kopf.OperatorRegistry, ctx: OperatorContext) ->
         assert ctx.session is not None
         ctx.connection = info
         ctx.kube_client = KubeClient(info, ctx.session)
-        await handlers.ensure_admin_token(ctx)
+        await ensure_admin_token(ctx)
         return info
 
     @kopf.on.cleanup(registry=registry)

@@ -19,12 +19,16 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import kopf
+
 from ..api.common import API_VERSION
 from ..receiver.bundle import build_bundle
 from ..receiver.client import ReceiverError, ReceiverUnavailable
 from . import conditions as c
+from .builders import generated_secret_name
 from .context import OperatorContext
 from .evaluate import Evaluation, ObjectKey, ParseCache, evaluate
+from .generated import ensure_generated_secret
 from .ids import EVENT_TYPE_INDEX, FILTER_INDEX, SECRET_INDEX, WEBHOOK_INDEX
 from .kube import KubeError, KubeUnavailable, resource_path
 from .receiver_objects import ensure_receiver
@@ -106,6 +110,7 @@ class Reconciler:
     # > 0 while something failed: the next pass comes after it, not after a resync.
     retry_delay: float = 0.0
     quiet_passes: int = 0
+    loops: int = 0  # how many daemons run this loop now (one, but for a moment)
     _lock: asyncio.Lock | None = None
 
     @property
@@ -116,13 +121,31 @@ class Reconciler:
         return self._lock
 
     async def run(
-        self, stopped: Any, indexes: Mapping[str, Any], token: Callable[[], str | None]
+        self,
+        done: Callable[[], bool],
+        stopped: Any,
+        indexes: Mapping[str, Any],
+        token: Callable[[], str | None],
     ) -> None:
-        """Until kopf stops the daemon (operator exit, or paused by peering)."""
+        """Until `done()`: kopf stops the daemon (operator exit, paused by peering), or
+        its anchor Secret was deleted."""
+        self.loops += 1
+        try:
+            await self._run(done, stopped, indexes, token)
+        finally:
+            self.loops -= 1
+
+    async def _run(
+        self,
+        done: Callable[[], bool],
+        stopped: Any,
+        indexes: Mapping[str, Any],
+        token: Callable[[], str | None],
+    ) -> None:
         settings = self.ctx.config
-        while not stopped:
+        while not done():
             woken = await self._wait(stopped, self.retry_delay or settings.resync_interval)
-            if stopped:
+            if done():
                 break
             if woken:
                 # Debounce: let the rest of a burst (a `kubectl apply` of many files,
@@ -173,6 +196,7 @@ class Reconciler:
                 )
             else:
                 evaluation, secrets = self.last.evaluation, self.last.secrets
+            await self.generate_missing_secrets(evaluation, secrets, indexes)
             outcome = await self.push(evaluation, secrets, verify=verify)
             self.last = Last(evaluation, secrets, outcome)
             # Ready and observedGeneration only: the counters are written from stats
@@ -193,6 +217,28 @@ class Reconciler:
                 self.windows.observe(key, now, webhook_deliveries(stats, key))
             if self.last is not None:
                 await self.write_statuses(indexes, with_stats=True)
+
+    async def generate_missing_secrets(
+        self,
+        evaluation: Evaluation,
+        secrets: Mapping[tuple[str, str], Any],
+        indexes: Mapping[str, Any],
+    ) -> None:
+        """Every Webhook that reads a generated Secret has one: made when the Webhook
+        came, and here again after anyone deleted it or an earlier attempt failed."""
+        found = bodies(indexes)
+        for key, webhook in evaluation.generated.items():
+            name = generated_secret_name(webhook.metadata.name)
+            body = found.get(key)
+            if (key[1], name) in secrets or body is None:
+                continue
+            if (body.get("metadata") or {}).get("deletionTimestamp"):
+                continue
+            try:
+                await ensure_generated_secret(self.ctx, webhook, body)
+            except (KubeError, KubeUnavailable, kopf.TemporaryError) as exc:
+                log.warning("cannot make Secret %s/%s yet: %s", key[1], name, exc)
+                self.retry_delay = self.retry_delay or 1.0
 
     async def ensure_receiver(self) -> None:
         """The receiver's Deployment and Services, compared once per resync interval
@@ -283,12 +329,21 @@ class Reconciler:
             async with limit:
                 await self.write_status(key, body, inputs)
 
-        await asyncio.gather(*(write(key, body) for key, body in bodies(indexes).items()))
+        # Every write finishes before the pass ends (and the lock is released), failed or
+        # not: a write still in flight would be sent again by the next pass.
+        results = await asyncio.gather(
+            *(write(key, body) for key, body in bodies(indexes).items()), return_exceptions=True
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
 
     async def write_status(
         self, key: ObjectKey, body: Mapping[str, Any], inputs: StatusInputs
     ) -> None:
-        current = self.written.current(key, body.get("status"))
+        # By uid too: what was sent to an object deleted since is nothing to its successor.
+        written_key = (key, str((body.get("metadata") or {}).get("uid")))
+        current = self.written.current(written_key, body.get("status"))
         desired = desired_status(key, body, current, inputs)
         diff = status_patch(current, desired)
         if diff is None:
@@ -308,7 +363,7 @@ class Reconciler:
             # statuses must still be written, so report it and go on.
             log.error("status of %s %s/%s refused: %s", kind, namespace, name, exc)
             return
-        self.written.sent(key, diff)
+        self.written.sent(written_key, diff)
         await self.post_events(key, body, current, desired)
 
     async def post_events(

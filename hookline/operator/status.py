@@ -94,9 +94,11 @@ def desired_status(
 ) -> dict[str, Any]:
     """The status fields this operator owns, as they should be now."""
     kind, namespace, name = key
-    if key not in inputs.evaluation.generations:
-        # Newer than the last compile: nothing to say until a pass has evaluated it
-        # (one complete first write, not a partial one and its correction).
+    uid = str((body.get("metadata") or {}).get("uid"))
+    if inputs.evaluation.uids.get(key) != uid:
+        # Newer than the last compile (or made again under the same name since): nothing
+        # to say until a pass has evaluated it — one complete first write, never the
+        # old object's status on the new one.
         return {}
     conditions: list[dict[str, Any]] = [dict(x) for x in current.get("conditions") or []]
     # observedGeneration is the generation the evaluation saw, not the object's now: a
@@ -110,10 +112,9 @@ def desired_status(
     stats, object_id = inputs.stats, f"{namespace}/{name}"
     if kind == "Webhook":
         spec = body.get("spec") or {}
-        url = inputs.settings.webhook_url(str(spec.get("path") or object_id))
-        if url is not None:
-            desired["url"] = url
-        if stats is not None and inputs.windows is not None:
+        # None removes a url the status has from settings that no longer give one.
+        desired["url"] = inputs.settings.webhook_url(str(spec.get("path") or object_id))
+        if stats is not None and "webhooks" in stats and inputs.windows is not None:
             desired["deliveries"] = webhook_deliveries(stats, object_id)
             alerts = alerts_of(spec)
             window = inputs.windows.window(object_id, inputs.mono, alerts.window_seconds)
@@ -132,9 +133,10 @@ def desired_status(
                 generation,
                 inputs.now,
             )
-    elif kind == "EventFilter" and stats is not None:
+    # A section the receiver does not send (an older one, mid-upgrade) changes nothing.
+    elif kind == "EventFilter" and stats is not None and "eventFilters" in stats:
         desired.update(event_filter_counters(stats, object_id))
-    elif kind == "EventType" and stats is not None:
+    elif kind == "EventType" and stats is not None and "eventTypes" in stats:
         desired.update(event_type_counters(stats, object_id))
     desired["conditions"] = conditions
     return desired

@@ -74,7 +74,11 @@ def register(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
         when=ctx.is_anchor,
         registry=registry,
     )
-    async def receiver_stats(**kwargs: Any) -> None:
+    async def receiver_stats(body: kopf.Body, **kwargs: Any) -> None:
+        if str(body.get("metadata", {}).get("uid")) in ctx.gone_anchors:
+            # Its anchor was deleted: kopf does not stop a timer on an object without a
+            # finalizer, so this one idles and the new anchor's timer does the work.
+            return
         fetch: StatsFetch = ctx.extras.get(FETCH) or default_fetch
         try:
             stats = await fetch()

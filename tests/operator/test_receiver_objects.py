@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from hookline.api.common import API_VERSION
+from hookline.operator.handlers import reconciler_of
 from hookline.operator.receiver_objects import TOKEN_DIGEST_ANNOTATION
 from tests.support.kmock_harness import StrictEmulator
 from tests.support.operator_env import (
@@ -21,6 +22,7 @@ from tests.support.operator_env import (
     WEBHOOKS,
     create,
     emulator,
+    eventually,
     free_port,
     is_ready,
     operator,
@@ -167,3 +169,21 @@ async def test_a_disabled_ingress_is_removed(k8s: StrictEmulator) -> None:
         await k8s.wait_for(
             lambda: k8s.get(INGRESSES, OPERATOR_NAMESPACE, "hookline-receiver") is None
         )
+
+
+async def test_a_deleted_anchor_is_made_again_and_one_loop_runs(k8s: StrictEmulator) -> None:
+    settings = operator_settings(k8s, manage_receiver=True, resync_interval=0.2)
+    async with operator(k8s, settings) as ctx:
+        first = await k8s.wait_for(lambda: token_digest(k8s))
+        anchor = f"/api/v1/namespaces/{OPERATOR_NAMESPACE}/secrets/hookline-receiver-admin-token"
+        assert (await k8s.delete(anchor)).status == 200
+        # A new token, a new anchor, and the pods rolled once to it.
+        second = await k8s.wait_for(
+            lambda: token_digest(k8s) not in (first, None) and token_digest(k8s)
+        )
+        reconciler = reconciler_of(ctx)
+        await eventually(lambda: reconciler.loops == 1)
+        # The old daemon is gone: nothing flips the pods back to the old token.
+        passes = reconciler.passes
+        await eventually(lambda: reconciler.passes >= passes + 5)
+        assert token_digest(k8s) == second
