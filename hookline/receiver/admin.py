@@ -14,11 +14,13 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..store.base import STATUSES, DeliveryQuery, DeliveryRecord, StoreUnavailable
-from .bundle import bundle_to_manifests
-from .config import ReceiverConfig, compile_config, describe
+from .admin_auth import ADMIN_TOKEN
+from .bundle import compile_bundle
+from .config import describe
 from .openapi import OPENAPI
 from .responses import problem
 from .state import INGEST_APP, STATE, ReceiverState
+from .stored_config import save_pushed
 
 MAX_LIMIT = 500
 
@@ -267,7 +269,9 @@ async def readyz(request: web.Request) -> web.Response:
         await state.store.ping()
     except StoreUnavailable as exc:
         return problem(503, "store_unavailable", str(exc))
-    return web.json_response({"status": "ready", "configVersion": state.config.version})
+    return web.json_response(
+        {"status": "ready", "configVersion": state.config.version, "source": state.source}
+    )
 
 
 # --- configuration (issue 6) --------------------------------------------------------
@@ -278,19 +282,9 @@ def config_description(state: ReceiverState) -> dict[str, Any]:
     return {
         **describe(state.config),
         "configured": state.configured.is_set(),
-        "source": "push" if state.settings.push_mode else "manifests",
+        "source": state.source,
         "loadedAt": _time(state.loaded_at),
     }
-
-
-def _compile_bundle(payload: Any) -> tuple[ReceiverConfig | None, list[str]]:
-    manifests = bundle_to_manifests(payload)
-    if manifests.errors:
-        return None, manifests.errors
-    config = compile_config(
-        manifests.webhooks, manifests.filters, manifests.event_types, manifests.secrets
-    )
-    return config, []
 
 
 async def get_config(request: web.Request) -> web.Response:
@@ -321,7 +315,7 @@ async def put_config(request: web.Request) -> web.Response:
     async with state.config_lock:
         # Compiling a thousand Webhooks' schemas takes a while: off the event loop,
         # so ingest goes on meanwhile.
-        config, errors = await asyncio.to_thread(_compile_bundle, payload)
+        config, errors = await asyncio.to_thread(compile_bundle, payload)
         if config is None:
             log.error(
                 "pushed configuration refused (%d errors, first: %s); still serving %s",
@@ -338,6 +332,12 @@ async def put_config(request: web.Request) -> web.Response:
             )
         previous = state.config.version
         state.swap(config)
+        state.source = "push"
+        # Kept, sealed, for a restart while the operator is down (issue 6 review); in
+        # the lock, so the store ends with the last push this replica served. The body
+        # as received: request.json() read and cached it.
+        key = request.app[ADMIN_TOKEN].config_key()
+        await save_pushed(state, key, config, await request.read())
     if config.version != previous:
         # A summary, not describe(): a thousand routes do not belong in one log line.
         log.info(

@@ -20,6 +20,7 @@ from pathlib import Path
 from aiohttp import web
 
 from .responses import problem
+from .sealed import config_key
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,12 @@ class AdminToken:
     @property
     def required(self) -> bool:
         return self._token is not None
+
+    def config_key(self) -> bytes | None:
+        """The key that seals the stored pushed configuration (hookline.receiver.sealed),
+        derived from the current token; None without a token (issue 6 review). The
+        token itself never leaves this object."""
+        return config_key(self._token) if self._token is not None else None
 
     def reload(self) -> None:
         """Read the file again (SIGHUP); a file that went bad keeps the old token."""

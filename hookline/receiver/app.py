@@ -23,6 +23,7 @@ from .dispatcher import Dispatcher
 from .responses import problem
 from .routes import setup_admin_routes, setup_ingest_routes
 from .state import INGEST_APP, SETTINGS, STATE, ReceiverState, Settings
+from .stored_config import restore
 
 log = logging.getLogger(__name__)
 
@@ -82,10 +83,11 @@ async def store_ctx(app: web.Application) -> AsyncIterator[None]:
     await store.open()
     if settings.load_config is None:
         # Push mode (issue 6): nothing is served, and /readyz says not_configured,
-        # until the operator PUTs a configuration to the admin API.
+        # until the operator PUTs a configuration to the admin API, or the admin app
+        # starts serving the last push kept in the store (restore_stored_config).
         state = ReceiverState(settings=settings, store=store, config=ReceiverConfig())
         app[STATE] = state
-        log.info("waiting for a configuration on PUT /api/v1/config (push mode)")
+        log.info("push mode: configurations come by PUT /api/v1/config")
     else:
         config = await settings.load_config()
         state = ReceiverState(settings=settings, store=store, config=config)
@@ -205,5 +207,16 @@ def create_admin_app(
     )
     app[INGEST_APP] = ingest_app
     app[ADMIN_TOKEN] = token or AdminToken()
+    app.on_startup.append(restore_stored_config)
     setup_admin_routes(app)
     return app
+
+
+async def restore_stored_config(app: web.Application) -> None:
+    """Push mode: serve the last push kept in the store until the operator pushes
+    again (issue 6 review). Here, in the admin app, because the key derives from its
+    token; serve() starts both apps before either listens, so this runs before the
+    first request. The ingest app (its store) has started by then."""
+    state = app[INGEST_APP][STATE]
+    if state.settings.push_mode:
+        await restore(state, app[ADMIN_TOKEN])

@@ -26,7 +26,7 @@ from ..api import EventFilter, EventType, Webhook
 from ..api.common import SecretKeyRef
 from ..api.manifests import ManifestSet, add_document
 from ..api.resource import Resource
-from .config import PREVIOUS_SECRET_SUFFIX, Secrets
+from .config import PREVIOUS_SECRET_SUFFIX, ReceiverConfig, Secrets, compile_config
 
 RESOURCE_KINDS = ("Webhook", "EventFilter", "EventType")
 # What the receiver keeps of metadata: who the resource is. Labels, annotations (often
@@ -139,6 +139,19 @@ def bundle_to_manifests(doc: Any) -> ManifestSet:
         }
         add_document(result, secret_doc, where)
     return result
+
+
+def compile_bundle(payload: Any) -> tuple[ReceiverConfig | None, list[str]]:
+    """(the configuration, []) of a parsed bundle, or (None, its errors). One function
+    for a push and for the stored push read back at start-up (issue 6 review), so both
+    serve the same thing. Blocking: run it off the event loop."""
+    manifests = bundle_to_manifests(payload)
+    if manifests.errors:
+        return None, manifests.errors
+    config = compile_config(
+        manifests.webhooks, manifests.filters, manifests.event_types, manifests.secrets
+    )
+    return config, []
 
 
 def _secret_shape_problem(item: Any) -> str | None:

@@ -252,7 +252,8 @@ OPENAPI: dict[str, Any] = {
                 "summary": "The store answers and a configuration is loaded.",
                 "description": (
                     "503 not_configured while a receiver in push mode has received no "
-                    "configuration yet; 503 store_unavailable when the store does not answer."
+                    "configuration yet and has none stored that opens with its admin token; "
+                    "503 store_unavailable when the store does not answer."
                 ),
                 "security": [],
                 "responses": {
@@ -262,6 +263,10 @@ OPENAPI: dict[str, Any] = {
                             "properties": {
                                 "status": {"type": "string"},
                                 "configVersion": {"type": "string"},
+                                "source": {
+                                    "type": "string",
+                                    "enum": ["push", "manifests", "stored"],
+                                },
                             },
                         },
                         "Ready.",
@@ -356,7 +361,14 @@ OPENAPI: dict[str, Any] = {
                         },
                     },
                     "configured": {"type": "boolean"},
-                    "source": {"type": "string", "enum": ["push", "manifests"]},
+                    "source": {
+                        "type": "string",
+                        "enum": ["push", "manifests", "stored"],
+                        "description": (
+                            "stored: the last push, kept sealed in the store and served "
+                            "after a restart until the operator pushes again."
+                        ),
+                    },
                     "loadedAt": _TIME,
                 },
             },

@@ -7,6 +7,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Literal
 
 from aiohttp import web
 
@@ -17,6 +18,7 @@ from .limits import Clock, RateLimiter
 from .metrics import Metrics
 
 ConfigLoader = Callable[[], Awaitable[ReceiverConfig]]
+ConfigSource = Literal["manifests", "push", "stored"]
 
 
 @dataclass
@@ -64,9 +66,17 @@ class ReceiverState:
     configured: asyncio.Event = field(default_factory=asyncio.Event)
     # One configuration change at a time, applied in the order they arrived.
     config_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # Where the served configuration came from: "manifests", "push" (the operator), or
+    # "stored" (the last push, read back from the store at start-up until the operator
+    # pushes again: issue 6 review). Shown by GET /api/v1/config and /readyz.
+    source: ConfigSource = field(init=False)
+    # (version, key digest) of the configuration this process knows the store holds:
+    # a push that repeats it, under the same admin token, is not written again.
+    stored_as: tuple[str, bytes] | None = None
 
     def __post_init__(self) -> None:
         self.limiter = RateLimiter(self.settings.monotonic)
+        self.source = "push" if self.settings.push_mode else "manifests"
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.settings.wall_clock(), UTC)

@@ -302,6 +302,18 @@ class Store(ABC):
     async def destination_counters(self) -> dict[tuple[str, str], DestinationCounters]:
         """(webhook, destination) -> outbox rows by state, and the last error."""
 
+    # --- the configuration a push-mode receiver was last given (issue 6 review) ---
+
+    @abstractmethod
+    async def save_config(self, version: str, nonce: bytes, ciphertext: bytes) -> None:
+        """Keep the sealed configuration (hookline.receiver.sealed), replacing the one
+        kept: there is one row per database, so with PostgreSQL a replica that starts
+        later reads the one saved last by any replica. Raises StoreUnavailable."""
+
+    @abstractmethod
+    async def load_config(self) -> tuple[str, bytes, bytes] | None:
+        """(version, nonce, ciphertext) as last saved, or None if nothing is kept."""
+
 
 # Helpers shared by the implementations (not part of the Store interface).
 

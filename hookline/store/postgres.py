@@ -41,7 +41,7 @@ from hookline.store.postgres_outbox import MIGRATION as OUTBOX_MIGRATION
 from hookline.store.postgres_outbox import PostgresOutboxStore, insert_rows, purge_chunk
 from hookline.store.postgres_outbox import unavailable as _unavailable
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 MIGRATIONS: list[list[str]] = [
     [
@@ -115,7 +115,27 @@ MIGRATIONS: list[list[str]] = [
         EXCEPTION WHEN feature_not_supported OR invalid_parameter_value THEN NULL;
         END $$""",
     ],
+    # 5: the configuration a push-mode receiver was given last, sealed (AES-256-GCM,
+    # hookline.receiver.sealed), so a restart does not wait for the operator (issue 6
+    # review). One row shared by all replicas: a new replica starts from the newest.
+    [
+        """CREATE TABLE IF NOT EXISTS receiver_config (
+            id smallint NOT NULL PRIMARY KEY CHECK (id = 1),
+            version text NOT NULL,
+            nonce bytea NOT NULL,
+            ciphertext bytea NOT NULL,
+            saved_at timestamptz NOT NULL DEFAULT now()
+        )""",
+    ],
 ]
+
+SAVE_CONFIG = """INSERT INTO receiver_config (id, version, nonce, ciphertext, saved_at)
+    VALUES (1, $1, $2, $3, now())
+    ON CONFLICT (id) DO UPDATE SET
+        version = EXCLUDED.version,
+        nonce = EXCLUDED.nonce,
+        ciphertext = EXCLUDED.ciphertext,
+        saved_at = EXCLUDED.saved_at"""
 
 # Rows arrive sorted (resource_deltas): replicas lock counter rows in one order.
 UPSERT_RESOURCE_COUNTS = """INSERT INTO resource_counters AS c (kind, key, counter, value)
@@ -467,6 +487,19 @@ class PostgresStore(PostgresOutboxStore):
             entry = result.setdefault((row["kind"], row["key"]), ResourceCounters())
             entry.last_error, entry.last_error_at = row["last_error"], row["last_error_at"]
         return result
+
+    # The pushed configuration (issue 6 review).
+
+    async def save_config(self, version: str, nonce: bytes, ciphertext: bytes) -> None:
+        await self._call("execute", SAVE_CONFIG, version, nonce, ciphertext)
+
+    async def load_config(self) -> tuple[str, bytes, bytes] | None:
+        row = await self._call(
+            "fetchrow", "SELECT version, nonce, ciphertext FROM receiver_config WHERE id = 1"
+        )
+        if row is None:
+            return None
+        return str(row["version"]), bytes(row["nonce"]), bytes(row["ciphertext"])
 
     async def ping(self) -> None:
         await self._call("fetchval", "SELECT 1")

@@ -47,7 +47,7 @@ from hookline.store.sqlite_outbox import ts as _ts
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # Each entry migrates from version i to i + 1. Statements are idempotent so that a
 # half-applied migration (impossible inside one transaction, but cheap insurance) heals.
@@ -117,7 +117,27 @@ MIGRATIONS: list[list[str]] = [
     ],
     # 3: the outbox, attempts, replays and destination counters (issue 5).
     OUTBOX_MIGRATION,
+    # 4: the configuration a push-mode receiver was given last, sealed (AES-256-GCM,
+    # hookline.receiver.sealed), so a restart does not wait for the operator (issue 6
+    # review). One row: the CHECK keeps it one.
+    [
+        """CREATE TABLE IF NOT EXISTS receiver_config (
+            id INTEGER NOT NULL PRIMARY KEY CHECK (id = 1),
+            version TEXT NOT NULL,
+            nonce BLOB NOT NULL,
+            ciphertext BLOB NOT NULL,
+            saved_at TEXT NOT NULL
+        )""",
+    ],
 ]
+
+SAVE_CONFIG = """INSERT INTO receiver_config (id, version, nonce, ciphertext, saved_at)
+    VALUES (1, ?, ?, ?, ?)
+    ON CONFLICT (id) DO UPDATE SET
+        version = excluded.version,
+        nonce = excluded.nonce,
+        ciphertext = excluded.ciphertext,
+        saved_at = excluded.saved_at"""
 
 UPSERT_RESOURCE_COUNTS = """INSERT INTO resource_counters (kind, key, counter, value)
     VALUES (?, ?, ?, ?)
@@ -459,6 +479,20 @@ class SQLiteStore(SQLiteOutboxStore):
             entry.last_error, entry.last_error_at = error, _parse_ts(at)
         return result
 
+    # The pushed configuration (issue 6 review).
+
+    async def save_config(self, version: str, nonce: bytes, ciphertext: bytes) -> None:
+        # A job of the writer thread like every other write: it never interleaves
+        # with a batch's transaction on the same connection.
+        await self._write(_save_config, (version, nonce, ciphertext, _ts(datetime.now(UTC))))
+
+    async def load_config(self) -> tuple[str, bytes, bytes] | None:
+        rows = await self._read("SELECT version, nonce, ciphertext FROM receiver_config")
+        if not rows:
+            return None
+        version, nonce, ciphertext = rows[0]
+        return str(version), bytes(nonce), bytes(ciphertext)
+
     async def ping(self) -> None:
         if self._committer is None:
             raise StoreUnavailable("the store is not open")
@@ -491,6 +525,16 @@ class SQLiteStore(SQLiteOutboxStore):
 
 
 _SEARCHED = ("id", "dedup_key", "reason", "message", "CAST(body AS TEXT)")
+
+
+def _save_config(conn: sqlite3.Connection, row: tuple[str, bytes, bytes, str]) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute(SAVE_CONFIG, row)
+        conn.execute("COMMIT")
+    except BaseException:
+        _rollback(conn)
+        raise
 
 
 def _to_row(record: DeliveryRecord) -> Row:

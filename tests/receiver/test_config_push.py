@@ -71,10 +71,11 @@ async def start_push_receiver(
     *,
     token: str | None = TOKEN,
     dispatch_concurrency: int = 0,
+    store_url: str | None = None,
 ) -> Receiver:
     wall, monotonic = FakeClock(START), FakeClock(1000.0)
     settings = Settings(
-        store_url=f"sqlite:///{tmp_path / 'hookline.db'}",
+        store_url=store_url or f"sqlite:///{tmp_path / 'hookline.db'}",
         load_config=None,  # push mode
         wall_clock=wall,
         monotonic=monotonic,

@@ -711,7 +711,7 @@ async def test_postgres_replicas_never_share_a_row(postgres_backend: Backend) ->
     assert await one.claim_tasks("late", at(60), 100, LEASE) == []
 
 
-async def test_postgres_schema_is_version_4(postgres_backend: Backend) -> None:
+async def test_postgres_schema_is_version_5(postgres_backend: Backend) -> None:
     await postgres_backend.open_store()
     await postgres_backend.open_store()  # a second open migrates nothing
     conn = await asyncpg.connect(postgres_backend.location)
@@ -727,6 +727,6 @@ async def test_postgres_schema_is_version_4(postgres_backend: Backend) -> None:
         )
     finally:
         await conn.close()
-    assert versions == [1, 2, 3, 4]
+    assert versions == [1, 2, 3, 4, 5]  # 5: the stored receiver configuration
     # lz4 where the server was built with it (4: bodies compress at a quarter the CPU).
     assert compression == (b"l" if has_lz4 else b"\x00")

@@ -420,6 +420,42 @@ async def test_purge_expired(store: Store) -> None:
     assert await store.record(again) == RecordResult(again.id)
 
 
+# The pushed configuration, sealed by the receiver (issue 6 review)
+
+# Bytes a text column would mangle: NUL, invalid UTF-8, a backslash (bytea escapes).
+NONCE = bytes(range(12))
+CIPHERTEXT = b"\x00\xff\xfe\\ sealed \x80" * 100
+
+
+async def test_no_config_until_one_is_saved(store: Store) -> None:
+    assert await store.load_config() is None
+
+
+async def test_saved_config_round_trips_and_is_replaced(backend: Backend) -> None:
+    store = await backend.open_store()
+    await store.save_config("v1", NONCE, CIPHERTEXT)
+    assert await store.load_config() == ("v1", NONCE, CIPHERTEXT)
+    await store.save_config("v2", NONCE[::-1], b"other")
+    assert await store.load_config() == ("v2", NONCE[::-1], b"other")
+    # One row: another store on the same database (a replica, or this one restarted)
+    # reads the newest, and replaces it for everyone.
+    other = await backend.open_store()
+    assert await other.load_config() == ("v2", NONCE[::-1], b"other")
+    await other.save_config("v3", NONCE, CIPHERTEXT)
+    assert await store.load_config() == ("v3", NONCE, CIPHERTEXT)
+    await store.close()
+    reopened = await backend.open_store()
+    assert await reopened.load_config() == ("v3", NONCE, CIPHERTEXT)
+
+
+async def test_config_calls_on_a_closed_store_are_unavailable(backend: Backend) -> None:
+    store = backend.make()
+    with pytest.raises(StoreUnavailable):
+        await store.save_config("v1", NONCE, CIPHERTEXT)
+    with pytest.raises(StoreUnavailable):
+        await store.load_config()
+
+
 # What only one backend has
 
 
@@ -432,7 +468,8 @@ async def test_sqlite_is_wal_with_full_sync_and_versioned(sqlite_backend: Backen
     await sqlite_backend.open_store()  # a second open migrates nothing
     with closing(sqlite3.connect(sqlite_backend.location)) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(1,), (2,), (3,)]
+        versions = conn.execute("SELECT version FROM schema_version").fetchall()
+        assert versions == [(1,), (2,), (3,), (4,)]  # 4: the stored receiver configuration
 
 
 async def test_sqlite_locked_database_is_unavailable_and_reads_go_on(
@@ -470,6 +507,8 @@ async def test_sqlite_migrates_a_version_1_database(tmp_path: Any) -> None:
     try:
         await store.record(rec(tallies=(Tally("EventType", "ci/t", "validated"),)))
         assert (await store.resource_counters())[("EventType", "ci/t")].counts == {"validated": 1}
+        assert await store.load_config() is None  # version 4's table came too
+        await store.save_config("v", b"n" * 12, b"c")
     finally:
         await store.close()
 
