@@ -36,6 +36,9 @@ class OperatorContext:
     session: aiohttp.ClientSession | None = None
     kube_client: KubeClient | None = None
     admin_token: str | None = None
+    # The token before the last change: receivers still running with it (until their
+    # pods have rolled) are spoken to with it rather than counted as down.
+    previous_admin_token: str | None = None
     # Set by handlers whenever something the receiver configuration depends on changed;
     # the reconciler daemon waits on it (created lazily: it must belong to kopf's loop).
     _wakeup: asyncio.Event | None = None
@@ -106,10 +109,15 @@ class OperatorContext:
                     urls.add(f"http://{host}:{settings.admin_port}")
         return sorted(urls)
 
-    def receiver(self, url: str) -> ReceiverAdmin:
+    def use_admin_token(self, token: str | None) -> None:
+        if token != self.admin_token:
+            self.previous_admin_token, self.admin_token = self.admin_token, token
+
+    def receiver(self, url: str, *, previous: bool = False) -> ReceiverAdmin:
         if self.session is None:
             raise kopf.TemporaryError("the operator is still starting", delay=1)
-        return ReceiverAdmin(url, self.admin_token, self.session)
+        token = self.previous_admin_token if previous else self.admin_token
+        return ReceiverAdmin(url, token, self.session)
 
     async def receiver_admin(self) -> ReceiverAdmin:
         """Any one replica: with several, they share one PostgreSQL store, so each one

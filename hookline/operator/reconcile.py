@@ -23,7 +23,7 @@ import kopf
 
 from ..api.common import API_VERSION
 from ..receiver.bundle import build_bundle
-from ..receiver.client import ReceiverError, ReceiverUnavailable
+from ..receiver.client import ReceiverAdmin, ReceiverError, ReceiverUnavailable
 from . import conditions as c
 from .builders import generated_secret_name
 from .context import OperatorContext
@@ -153,7 +153,7 @@ class Reconciler:
                 await asyncio.sleep(settings.config_debounce)
             self.ctx.wakeup.clear()
             # Read on each pass: a new token (its Secret edited) is used at once.
-            self.ctx.admin_token = token()
+            self.ctx.use_admin_token(token())
             self.quiet_passes = 0 if woken else self.quiet_passes + 1
             recompile = woken or self.last is None or self.quiet_passes % RECOMPILE_EVERY == 0
             try:
@@ -283,31 +283,39 @@ class Reconciler:
             del self.pushed[gone]
 
         async def one(url: str) -> None:
-            nonlocal bundle
-            admin = self.ctx.receiver(url)
             try:
-                if verify and self.pushed.get(url) == version:
-                    current = await admin.config()
-                    if current.get("version") != version:
-                        self.pushed.pop(url, None)  # restarted, or someone else pushed
-                if self.pushed.get(url) != version:
-                    if bundle is None:
-                        bundle = build_bundle(
-                            evaluation.webhooks,
-                            evaluation.filters,
-                            evaluation.event_types,
-                            secrets,
-                        )
-                    answer = await admin.push_config(bundle)
-                    self.pushed[url] = str(answer.get("version", version))
-                    log.info("receiver %s now serves configuration %s", url, version)
-                if self.pushed.get(url) == version:
-                    outcome.acknowledged += 1
+                await push_to(url, self.ctx.receiver(url))
+            except ReceiverError as exc:
+                if exc.status != 401 or self.ctx.previous_admin_token is None:
+                    raise
+                # A replica not yet rolled to a new admin token.
+                await push_to(url, self.ctx.receiver(url, previous=True))
+
+        async def push_to(url: str, admin: ReceiverAdmin) -> None:
+            nonlocal bundle
+            if verify and self.pushed.get(url) == version:
+                current = await admin.config()
+                if current.get("version") != version:
+                    self.pushed.pop(url, None)  # restarted, or someone else pushed
+            if self.pushed.get(url) != version:
+                if bundle is None:
+                    bundle = build_bundle(
+                        evaluation.webhooks, evaluation.filters, evaluation.event_types, secrets
+                    )
+                answer = await admin.push_config(bundle)
+                self.pushed[url] = str(answer.get("version", version))
+                log.info("receiver %s now serves configuration %s", url, version)
+            if self.pushed.get(url) == version:
+                outcome.acknowledged += 1
+
+        async def each(url: str) -> None:
+            try:
+                await one(url)
             except (ReceiverUnavailable, ReceiverError) as exc:
                 self.pushed.pop(url, None)
                 outcome.errors.append(f"{url}: {exc}")
 
-        await asyncio.gather(*(one(url) for url in urls))
+        await asyncio.gather(*(each(url) for url in urls))
         return outcome
 
     async def write_statuses(self, indexes: Mapping[str, Any], *, with_stats: bool) -> None:

@@ -38,6 +38,7 @@ from tests.support.operator_env import (
     is_ready,
     operator,
     operator_settings,
+    patch,
     receiver,
     secret,
 )
@@ -269,3 +270,23 @@ async def test_receiver_down_is_not_ready_then_recovers(
             )
         )
         assert not is_ready(k8s.get(WEBHOOKS, NS, "early"))
+
+
+async def test_a_new_admin_token_does_not_take_running_receivers_away(
+    k8s: StrictEmulator, running: RunningReceiver
+) -> None:
+    async with operator(k8s, operator_settings(k8s, receiver_admin_urls=[running.admin_url])):
+        await create(k8s, secret(NS, "gh", secret=GITHUB_SECRET))
+        await create(k8s, webhook("steady"))
+        await k8s.wait_for(partial(ready_object, k8s, WEBHOOKS, "steady"))
+        # The token changes; this receiver still runs with the old one until its pod
+        # rolls. The operator keeps talking to it with the old token meanwhile.
+        await patch(
+            k8s,
+            f"/api/v1/namespaces/{OPERATOR_NAMESPACE}/secrets/hookline-receiver-admin-token",
+            {"data": {"token": base64.b64encode(b"the-next-admin-token").decode()}},
+        )
+        await create(k8s, webhook("after", path="after"))
+        await k8s.wait_for(partial(ready_object, k8s, WEBHOOKS, "after"))
+        assert running.state.config.route_for(f"{NS}/after") is not None
+        assert not [e for e in events_for(k8s, "steady", NS) if e["type"] == "Warning"]
