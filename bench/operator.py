@@ -27,8 +27,6 @@ import kmock
 
 from hookline.api.common import API_VERSION
 from tests.support.operator_env import (
-    ADMIN_TOKEN,
-    OPERATOR_NAMESPACE,
     WEBHOOKS,
     create,
     emulator,
@@ -77,12 +75,6 @@ def percentile(values: list[float], q: float) -> float:
 async def run(count: int, changes: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         async with emulator() as k, receiver(Path(tmp)) as running:
-            await create(
-                k,
-                secret(
-                    OPERATOR_NAMESPACE, "hookline-receiver-admin-token", token=ADMIN_TOKEN.encode()
-                ),
-            )
             await create(k, secret(NS, "gh", secret=b"bench-secret"))
             settings = operator_settings(
                 k, receiver_admin_urls=[running.admin_url], stats_interval=10.0

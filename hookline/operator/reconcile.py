@@ -131,41 +131,32 @@ class Reconciler:
         its anchor Secret was deleted."""
         self.loops += 1
         try:
-            await self._run(done, stopped, indexes, token)
+            settings = self.ctx.config
+            while not done():
+                woken = await self._wait(stopped, self.retry_delay or settings.resync_interval)
+                if done():
+                    break
+                if woken:
+                    # Debounce: let the rest of a burst (a `kubectl apply` of many files,
+                    # the initial listing) arrive before compiling.
+                    await asyncio.sleep(settings.config_debounce)
+                self.ctx.wakeup.clear()
+                # Read on each pass: a new token (its Secret edited) is used at once.
+                self.ctx.use_admin_token(token())
+                self.quiet_passes = 0 if woken else self.quiet_passes + 1
+                recompile = woken or self.last is None or self.quiet_passes % RECOMPILE_EVERY == 0
+                try:
+                    await self.reconcile_once(indexes, verify=not woken, recompile=recompile)
+                except (KubeError, KubeUnavailable) as exc:
+                    self.retry_delay = next_delay(self.retry_delay)
+                    log.warning("reconciliation failed, again in %.0f s: %s", self.retry_delay, exc)
+                    continue
+                # Replicas that did not take the configuration are tried again soon, with
+                # backoff, not after a quiet resync interval.
+                failed = self.last is not None and bool(self.last.outcome.errors)
+                self.retry_delay = next_delay(self.retry_delay) if failed else 0.0
         finally:
             self.loops -= 1
-
-    async def _run(
-        self,
-        done: Callable[[], bool],
-        stopped: Any,
-        indexes: Mapping[str, Any],
-        token: Callable[[], str | None],
-    ) -> None:
-        settings = self.ctx.config
-        while not done():
-            woken = await self._wait(stopped, self.retry_delay or settings.resync_interval)
-            if done():
-                break
-            if woken:
-                # Debounce: let the rest of a burst (a `kubectl apply` of many files,
-                # the initial listing) arrive before compiling.
-                await asyncio.sleep(settings.config_debounce)
-            self.ctx.wakeup.clear()
-            # Read on each pass: a new token (its Secret edited) is used at once.
-            self.ctx.use_admin_token(token())
-            self.quiet_passes = 0 if woken else self.quiet_passes + 1
-            recompile = woken or self.last is None or self.quiet_passes % RECOMPILE_EVERY == 0
-            try:
-                await self.reconcile_once(indexes, verify=not woken, recompile=recompile)
-            except (KubeError, KubeUnavailable) as exc:
-                self.retry_delay = next_delay(self.retry_delay)
-                log.warning("reconciliation failed, again in %.0f s: %s", self.retry_delay, exc)
-                continue
-            # Replicas that did not take the configuration are tried again soon, with
-            # backoff, not after a quiet resync interval.
-            failed = self.last is not None and bool(self.last.outcome.errors)
-            self.retry_delay = next_delay(self.retry_delay) if failed else 0.0
 
     async def _wait(self, stopped: Any, seconds: float) -> bool:
         """True when poked, False after `seconds` of quiet or when stopped."""

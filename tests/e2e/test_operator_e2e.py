@@ -26,13 +26,10 @@ import pytest
 from hookline.api.common import API_VERSION
 from tests.support.kmock_harness import StrictEmulator
 from tests.support.operator_env import (
-    ADMIN_TOKEN,
     EVENTFILTERS,
     EVENTTYPES,
-    OPERATOR_NAMESPACE,
     WEBHOOKS,
     create,
-    emulator,
     is_ready,
     operator,
     operator_settings,
@@ -45,16 +42,6 @@ from tests.support.sink import Sink
 NS = "ci"
 KEY = b"e2e-github-secret"
 REPLAY = "hookline.dev/replay"
-
-
-@pytest.fixture
-async def k8s() -> AsyncIterator[StrictEmulator]:
-    async with emulator() as k:
-        await create(
-            k,
-            secret(OPERATOR_NAMESPACE, "hookline-receiver-admin-token", token=ADMIN_TOKEN.encode()),
-        )
-        yield k
 
 
 @pytest.fixture

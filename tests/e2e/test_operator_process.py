@@ -8,31 +8,16 @@ import asyncio
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator
-
-import pytest
 
 from hookline.api.common import API_VERSION
 from tests.support.kmock_harness import StrictEmulator
 from tests.support.operator_env import (
-    ADMIN_TOKEN,
     OPERATOR_NAMESPACE,
     WEBHOOKS,
     condition,
     create,
-    emulator,
     secret,
 )
-
-
-@pytest.fixture
-async def k8s() -> AsyncIterator[StrictEmulator]:
-    async with emulator() as k:
-        await create(
-            k,
-            secret(OPERATOR_NAMESPACE, "hookline-receiver-admin-token", token=ADMIN_TOKEN.encode()),
-        )
-        yield k
 
 
 async def test_the_operator_command_reconciles_and_stops_on_sigterm(k8s: StrictEmulator) -> None:

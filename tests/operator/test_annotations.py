@@ -49,7 +49,6 @@ from tests.support.operator_env import (
     SECRETS,
     WEBHOOKS,
     create,
-    emulator,
     free_port,
     operator,
     operator_settings,
@@ -128,16 +127,6 @@ async def admin() -> AsyncIterator[FakeAdmin]:
         yield fake
     finally:
         await runner.cleanup()
-
-
-@pytest.fixture
-async def k8s() -> AsyncIterator[StrictEmulator]:
-    async with emulator() as k:
-        await create(
-            k,
-            secret(OPERATOR_NAMESPACE, "hookline-receiver-admin-token", token=ADMIN_TOKEN.encode()),
-        )
-        yield k
 
 
 @pytest.fixture

@@ -14,8 +14,6 @@ from hookline.operator import OperatorContext
 from hookline.operator.reconcile import Reconciler
 from tests.support.kmock_harness import StrictEmulator
 from tests.support.operator_env import (
-    ADMIN_TOKEN,
-    OPERATOR_NAMESPACE,
     WEBHOOKS,
     create,
     emulator,
@@ -41,10 +39,6 @@ async def k8s() -> AsyncIterator[StrictEmulator]:
             },
         )
         assert rsp.status == 200
-        await create(
-            k,
-            secret(OPERATOR_NAMESPACE, "hookline-receiver-admin-token", token=ADMIN_TOKEN.encode()),
-        )
         await create(k, secret("ci", "gh", secret=b"s3cret"))
         yield k
 

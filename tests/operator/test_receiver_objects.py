@@ -6,22 +6,17 @@ in for the pod behind the EndpointSlice."""
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from hookline.api.common import API_VERSION
 from hookline.operator.handlers import reconciler_of
 from hookline.operator.receiver_objects import TOKEN_DIGEST_ANNOTATION
 from tests.support.kmock_harness import StrictEmulator
 from tests.support.operator_env import (
-    ADMIN_TOKEN,
     OPERATOR_NAMESPACE,
     WEBHOOKS,
     create,
-    emulator,
     eventually,
     free_port,
     is_ready,
@@ -36,16 +31,6 @@ DEPLOYMENTS = "apps/v1/deployments"
 SERVICES = "v1/services"
 NETWORK_POLICIES = "networking.k8s.io/v1/networkpolicies"
 INGRESSES = "networking.k8s.io/v1/ingresses"
-
-
-@pytest.fixture
-async def k8s() -> AsyncIterator[StrictEmulator]:
-    async with emulator() as k:
-        await create(
-            k,
-            secret(OPERATOR_NAMESPACE, "hookline-receiver-admin-token", token=ADMIN_TOKEN.encode()),
-        )
-        yield k
 
 
 def replicas(k: StrictEmulator) -> Any:

@@ -23,7 +23,6 @@ from hookline.api.common import API_VERSION
 from hookline.operator.builders import generated_secret_name
 from tests.support.kmock_harness import StrictEmulator
 from tests.support.operator_env import (
-    ADMIN_TOKEN,
     EVENTFILTERS,
     EVENTTYPES,
     OPERATOR_NAMESPACE,
@@ -32,7 +31,6 @@ from tests.support.operator_env import (
     RunningReceiver,
     condition,
     create,
-    emulator,
     events_for,
     eventually,
     is_ready,
@@ -45,16 +43,6 @@ from tests.support.operator_env import (
 
 NS = "ci"
 GITHUB_SECRET = b"it-is-a-secret"
-
-
-@pytest.fixture
-async def k8s() -> AsyncIterator[StrictEmulator]:
-    async with emulator() as k:
-        await create(
-            k,
-            secret(OPERATOR_NAMESPACE, "hookline-receiver-admin-token", token=ADMIN_TOKEN.encode()),
-        )
-        yield k
 
 
 @pytest.fixture

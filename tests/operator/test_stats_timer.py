@@ -25,16 +25,11 @@ from hookline.operator import timers
 from hookline.operator.context import OperatorContext
 from tests.support.kmock_harness import StrictEmulator
 from tests.support.operator_env import (
-    ADMIN_TOKEN,
     EVENTFILTERS,
     EVENTTYPES,
-    OPERATOR_NAMESPACE,
     WEBHOOKS,
-    emulator,
     operator_settings,
-    secret,
 )
-from tests.support.operator_env import create as create_object
 from tests.support.operator_env import operator as running_operator
 
 NS = "ci"
@@ -60,16 +55,6 @@ class FakeReceiver:
 
     def webhook(self, key: str, **counters: Any) -> None:
         self.doc["webhooks"].setdefault(key, {}).update(counters)
-
-
-@pytest.fixture
-async def k8s() -> AsyncIterator[StrictEmulator]:
-    async with emulator() as k:
-        await create_object(
-            k,
-            secret(OPERATOR_NAMESPACE, "hookline-receiver-admin-token", token=ADMIN_TOKEN.encode()),
-        )
-        yield k
 
 
 @pytest.fixture(autouse=True)

@@ -36,6 +36,7 @@ from tests.support.kmock_harness import (
 
 OPERATOR_NAMESPACE = "hookline"
 ADMIN_TOKEN = "test-admin-token-0123456789"
+ADMIN_TOKEN_SECRET = "hookline-receiver-admin-token"
 WEBHOOKS = f"{API_VERSION}/webhooks"
 EVENTFILTERS = f"{API_VERSION}/eventfilters"
 EVENTTYPES = f"{API_VERSION}/eventtypes"
@@ -48,7 +49,9 @@ def strict_validator(crd: dict[str, Any], obj: dict[str, Any]) -> list[str]:
 
 
 @asynccontextmanager
-async def emulator() -> AsyncIterator[StrictEmulator]:
+async def emulator(*, anchor: bool = True) -> AsyncIterator[StrictEmulator]:
+    """The strict emulator; with `anchor`, the receivers' admin-token Secret is there
+    already (holding ADMIN_TOKEN), as a real install has it after the first start."""
     install_namespace_path_fix()
     async with StrictEmulator() as k, kmock.Server(k):
         # kopf waits forever without these two "backbone" kinds, and posts no Event
@@ -69,6 +72,10 @@ async def emulator() -> AsyncIterator[StrictEmulator]:
         k.add_builtin("networking.k8s.io/v1/networkpolicies", "NetworkPolicy", namespaced=True)
         for kind in KINDS:
             k.add_crd(build_crd(kind), validator=strict_validator)
+        if anchor:
+            await create(
+                k, secret(OPERATOR_NAMESPACE, ADMIN_TOKEN_SECRET, token=ADMIN_TOKEN.encode())
+            )
         yield k
         # Every write the operator made obeyed the CRD schemas; no emulator failure.
         assert not k.violations, k.violations
