@@ -33,14 +33,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 @web.middleware
 async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every error body is JSON with a stable code, including aiohttp's own 404/405."""
-    try:
-        return await handler(request)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        return _http_error(request, exc)
-    except Exception:
-        return _internal_error(request)
+    return await with_json_errors(handler)(request)
 
 
 def with_json_errors(handler: Handler) -> Handler:
