@@ -286,8 +286,10 @@ class Reconciler:
             nonlocal bundle
             if verify and self.pushed.get(url) == version:
                 current = await admin.config()
-                if current.get("version") != version:
-                    self.pushed.pop(url, None)  # restarted, or someone else pushed
+                # Restarted (serving nothing, or the push it kept in its store), or
+                # someone else pushed: push again, so its source is this operator's push.
+                if current.get("version") != version or current.get("source") != "push":
+                    self.pushed.pop(url, None)
             if self.pushed.get(url) != version:
                 if bundle is None:
                     bundle = build_bundle(

@@ -33,6 +33,7 @@ from tests.support.operator_env import (
     create,
     events_for,
     eventually,
+    free_port,
     is_ready,
     operator,
     operator_settings,
@@ -278,3 +279,23 @@ async def test_a_new_admin_token_does_not_take_running_receivers_away(
         await k8s.wait_for(partial(ready_object, k8s, WEBHOOKS, "after"))
         assert running.state.config.route_for(f"{NS}/after") is not None
         assert not [e for e in events_for(k8s, "steady", NS) if e["type"] == "Warning"]
+
+
+async def test_a_restarted_receiver_serves_its_stored_push_then_gets_a_fresh_one(
+    k8s: StrictEmulator, tmp_path: Path
+) -> None:
+    port = free_port()
+    async with receiver(tmp_path, admin_port=port) as first:
+        settings = operator_settings(k8s, receiver_admin_urls=[first.admin_url])
+        async with operator(k8s, settings):
+            await create(k8s, secret(NS, "gh", secret=GITHUB_SECRET))
+            await create(k8s, webhook("kept", path="kept"))
+            await k8s.wait_for(partial(ready_object, k8s, WEBHOOKS, "kept"))
+            # The receiver restarts on the same store and port while the operator runs.
+            await first.close()
+            async with receiver(tmp_path, admin_port=port) as second:
+                # Ready at once with the push it kept, and serving it...
+                assert second.state.source == "stored"
+                assert second.state.config.route_for(f"{NS}/kept") is not None
+                # ... until the operator's next quiet pass pushes to it again.
+                await eventually(lambda: second.state.source == "push", seconds=10)

@@ -95,6 +95,13 @@ class RunningReceiver:
     ingest_url: str
     admin_url: str
     ingest_app: web.Application
+    runners: list[web.AppRunner]
+
+    async def close(self) -> None:
+        """Stop it now (as a pod stops); leaving the context afterwards is harmless."""
+        for runner in reversed(self.runners):
+            await runner.cleanup()
+        self.runners.clear()
 
     @property
     def state(self) -> ReceiverState:
@@ -117,13 +124,13 @@ async def receiver(
     for runner, port in zip(runners, ports, strict=True):
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", port).start()
+    running = RunningReceiver(
+        f"http://127.0.0.1:{ports[0]}", f"http://127.0.0.1:{ports[1]}", ingest, runners
+    )
     try:
-        yield RunningReceiver(
-            f"http://127.0.0.1:{ports[0]}", f"http://127.0.0.1:{ports[1]}", ingest
-        )
+        yield running
     finally:
-        for runner in reversed(runners):
-            await runner.cleanup()
+        await running.close()
 
 
 def operator_settings(k: StrictEmulator, **overrides: Any) -> OperatorSettings:
