@@ -24,7 +24,6 @@ SERVING = "Serving"  # Webhook compiled and served by every receiver replica
 COMPILED = "Compiled"  # EventFilter / EventType compiled into the receiver config
 INVALID_SPEC = "InvalidSpec"  # the spec does not parse with the shared models
 RECEIVER_NOT_READY = "ReceiverNotReady"  # no receiver replica took the configuration
-NOT_REFERENCED = "NotReferenced"
 
 
 def _time(now: datetime) -> str:
@@ -87,16 +86,3 @@ def _condition(
 
 def find(conditions: Iterable[Mapping[str, Any]] | None, type: str) -> Mapping[str, Any] | None:
     return next((c for c in conditions or () if c.get("type") == type), None)
-
-
-def same_conditions(
-    a: Iterable[Mapping[str, Any]] | None, b: Iterable[Mapping[str, Any]] | None
-) -> bool:
-    """Equal but for order: what decides whether a status patch is needed at all."""
-
-    def key(c: Mapping[str, Any]) -> str:
-        return str(c.get("type"))
-
-    return sorted((dict(c) for c in a or ()), key=key) == sorted(
-        (dict(c) for c in b or ()), key=key
-    )

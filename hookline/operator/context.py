@@ -45,8 +45,8 @@ class OperatorContext:
     # Anchor Secrets deleted while their daemon and timer ran: they carry no finalizer,
     # so kopf does not stop those; they stop themselves when they see their uid here.
     gone_anchors: set[str] = field(default_factory=set)
-    # Free slots for the parts of the operator that keep state between calls
-    # (stats cache, failure windows): keyed by their module's name.
+    # Free slots for the parts of the operator that keep state between calls (the
+    # reconciler, the annotation handlers' timing, a test's stats source).
     extras: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -3,7 +3,6 @@ receivers' admin token (which is also the anchor the reconciler daemon runs on).
 
 from __future__ import annotations
 
-import base64
 import logging
 import secrets as random_secrets
 from collections.abc import Mapping
@@ -79,7 +78,7 @@ async def ensure_admin_token(ctx: OperatorContext) -> None:
     path = resource_path("v1", "secrets", settings.namespace, settings.admin_token_secret)
     if await ctx.kube.get(path) is not None:
         return
-    token = base64.urlsafe_b64encode(random_secrets.token_bytes(32)).rstrip(b"=")
+    token = encode_secret(random_secrets.token_bytes(32))
     try:
         await ctx.kube.create(
             resource_path("v1", "secrets", settings.namespace),

@@ -39,7 +39,7 @@ from .ids import (
     WEBHOOK_HANDLER,
     WEBHOOK_INDEX,
 )
-from .reconcile import Reconciler, thaw
+from .reconcile import indexes_of, reconciler_of, thaw
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +154,7 @@ def register(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
     @kopf.on.resume(GROUP, VERSION, "webhooks", id=WEBHOOK_HANDLER, registry=registry)
     @kopf.on.create(GROUP, VERSION, "webhooks", id=WEBHOOK_HANDLER, registry=registry)
     @kopf.on.update(GROUP, VERSION, "webhooks", id=WEBHOOK_HANDLER, registry=registry)
-    async def reconcile_webhook(body: kopf.Body, patch: kopf.Patch, logger: Any, **_: Any) -> None:
+    async def reconcile_webhook(body: kopf.Body, **_: Any) -> None:
         raw = thaw(body)
         webhook, error = parse(Webhook, raw)
         if webhook is None or error is not None:
@@ -181,9 +181,7 @@ def register(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
             value = decode_secret_data(body).get(ADMIN_TOKEN_KEY)
             return value.decode() if value else None
 
-        indexes = {
-            k: kwargs[k] for k in (WEBHOOK_INDEX, FILTER_INDEX, EVENT_TYPE_INDEX, SECRET_INDEX)
-        }
+        indexes = indexes_of(kwargs)
         uid = str(body.get("metadata", {}).get("uid"))
 
         def done() -> bool:
@@ -191,11 +189,3 @@ def register(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
 
         ctx.poke()
         await reconciler_of(ctx).run(done, stopped, indexes, token)
-
-
-def reconciler_of(ctx: OperatorContext) -> Reconciler:
-    """The context's one reconciler (the daemon and the stats timer share it)."""
-    found = ctx.extras.get("reconciler")
-    if not isinstance(found, Reconciler):
-        found = ctx.extras["reconciler"] = Reconciler(ctx)
-    return found

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 def register_all(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
     """Every handler of the operator: start-up and login, the reconciler and its
-    indexes, the stats timers, the annotation handlers."""
+    indexes, the stats timer, the annotation handlers."""
     register_lifecycle(registry, ctx)
     handlers.register(registry, ctx)
     timers.register(registry, ctx)
@@ -44,8 +44,9 @@ def without_finalizers(registry: kopf.OperatorRegistry, handler_ids: set[str]) -
     stop them before the object goes), and offers no switch. hookline's run on Secrets
     of its own — the admin-token anchor, generated secrets in an overlap window — whose
     deletion must never wait for the operator: `kubectl delete namespace` would hang
-    while it is uninstalled or paused. Stopping them late is harmless: they only
-    read, and write to other objects. kopf removes a finalizer it no longer needs.
+    while it is uninstalled or paused. The price: kopf does not stop them when their
+    Secret is deleted, so each stops itself then (OperatorContext.gone_anchors, the
+    overlap daemon's own check). kopf removes a finalizer it no longer needs.
     """
     spawning = registry._spawning  # kopf has no public API for this (see above)
     spawning._handlers = [

@@ -398,3 +398,16 @@ class Reconciler:
                     "annotation hookline.dev/replay: dead-lettered"
                 ),
             )
+
+
+def reconciler_of(ctx: OperatorContext) -> Reconciler:
+    """The context's one reconciler (the daemon and the stats timer share it)."""
+    found = ctx.extras.get("reconciler")
+    if not isinstance(found, Reconciler):
+        found = ctx.extras["reconciler"] = Reconciler(ctx)
+    return found
+
+
+def indexes_of(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """The indexes the reconciler reads, out of a kopf handler's keyword arguments."""
+    return {k: kwargs[k] for k in (WEBHOOK_INDEX, FILTER_INDEX, EVENT_TYPE_INDEX, SECRET_INDEX)}

@@ -27,7 +27,6 @@ from ..api.webhook import Alerts
 Clock = Callable[[], float]
 
 # Degraded condition vocabulary (metav1.Condition reasons are CamelCase identifiers).
-DEGRADED = "Degraded"
 REASON_FAILURE_RATE = "FailureRateHigh"
 REASON_DEAD_LETTERS = "DeadLetters"
 REASON_HEALTHY = "Healthy"

@@ -21,7 +21,8 @@ import kopf
 
 from ..api.common import parse_duration
 from ..receiver.client import ReceiverError, ReceiverUnavailable
-from .ids import EVENT_TYPE_INDEX, FILTER_INDEX, SECRET_INDEX, STATS_TIMER, WEBHOOK_INDEX
+from .ids import STATS_TIMER
+from .reconcile import indexes_of, reconciler_of
 from .settings import OperatorSettings
 
 if TYPE_CHECKING:
@@ -60,7 +61,6 @@ def stats_interval(ctx: OperatorContext) -> float:
 
 def register(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
     """Attach the stats timer to `registry`, sharing `ctx` (and its reconciler)."""
-    from .handlers import reconciler_of
 
     async def default_fetch() -> dict[str, Any]:
         admin = await ctx.receiver_admin()
@@ -88,6 +88,4 @@ def register(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
             # last known counters stay (no flapping to zeros).
             log.debug("statuses not updated from the receivers' stats: %s", exc)
             return
-        indexes = {k: kwargs[k] for k in (WEBHOOK_INDEX, FILTER_INDEX, EVENT_TYPE_INDEX)}
-        indexes[SECRET_INDEX] = kwargs[SECRET_INDEX]
-        await reconciler_of(ctx).refresh_stats(stats, indexes)
+        await reconciler_of(ctx).refresh_stats(stats, indexes_of(kwargs))

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from hookline.api.common import API_VERSION
-from hookline.operator.handlers import reconciler_of
 from hookline.operator.receiver_objects import TOKEN_DIGEST_ANNOTATION
+from hookline.operator.reconcile import reconciler_of
 from tests.support.kmock_harness import StrictEmulator
 from tests.support.operator_env import (
     OPERATOR_NAMESPACE,
