@@ -156,6 +156,15 @@ PURGEABLE = """SELECT id FROM deliveries d WHERE expires_at < ?
     LIMIT ?"""
 
 
+def refused_index_hint(status: str | None, *, alias: str = "") -> list[str]:
+    """For a refused status, the condition of the partial index that holds refusals
+    (migration 5): SQLite uses a partial index only when the query states its WHERE
+    term, and cannot infer it from "status = ?" with the value bound later."""
+    if status is None or status == "accepted":
+        return []
+    return [f"{alias}.status <> 'accepted'" if alias else "status <> 'accepted'"]
+
+
 def ts(moment: datetime | None) -> str | None:
     """Fixed-width UTC text, so that text order is time order (isoformat() drops the
     microseconds when they are zero, which would break that)."""
@@ -350,6 +359,7 @@ class SQLiteOutboxStore(Store):
         where: list[str] = []
         params: list[Any] = []
         where += delivery_conditions(selector, qmark(params), alias="d", moment=ts)
+        where += refused_index_hint(selector.status, alias="d")
         if selector.destination_state is not None:
             one = selector.destination is not None
             where.append(latest_chain_in_state(selector, "d.id", "?" if one else None))
