@@ -984,7 +984,7 @@ def print_report(
     baseline = results["baseline"]
     print()
     print(
-        "| hookline / baseline | req/s, of the medians | req/s, median of the rounds' "
+        "| server / baseline | req/s, of the medians | req/s, median of the rounds' "
         "| CPU per request, inverse | per round |"
     )
     print("|---|---:|---:|---:|---|")
