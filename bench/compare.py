@@ -9,6 +9,7 @@ the bare aiohttp baseline, with wrk on CPU 1. Rounds alternate the order; each
 measurement is a discarded 2 s wrk run and a measured one. Reported per measurement:
 req/s, and the receiver's CPU per request split by thread (the event loop, and the
 others: the SQLite writer and reader), read from /proc/<pid>/task/*/stat; then medians.
+`--floor` adds bench/floor.py (LZ4 bodies), the durable floor, split the same way.
 
 For a change to the ingest path this is the figure to compare: CPU per request moves
 much less with the machine's other load than req/s does. bench/ingest.py remains the
@@ -22,6 +23,7 @@ import json
 import secrets
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -31,6 +33,7 @@ import ingest
 from ingest import (
     BASELINE_SCRIPT,
     CLK_TCK,
+    FLOOR_SCRIPT,
     HOOK_PATH,
     Load,
     Server,
@@ -72,10 +75,32 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=6.0, help="measured seconds")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser.add_argument(
+        "--floor", action="store_true", help="also run bench/floor.py --lz4, the durable floor"
+    )
     args = parser.parse_args(argv)
+    labels = [tree.split("=", 1)[0] for tree in args.trees]
     if any("=" not in tree for tree in args.trees):
         parser.error("each receiver is LABEL=TREE")
+    if len(set(labels)) != len(labels) or {"baseline", "floor"} & set(labels):
+        parser.error("labels must be distinct, and not 'baseline' or 'floor'")
     return args
+
+
+def hookline_of(tree: Path) -> Path:
+    """The hookline package `python -m hookline.cli` imports when run in `tree`; an
+    error unless it is the tree's own (else two labels would measure the same code)."""
+    found = subprocess.run(
+        [sys.executable, "-c", "import hookline; print(hookline.__file__)"],
+        cwd=tree,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    package = Path(found).resolve().parent
+    if not package.is_relative_to(tree):
+        raise SystemExit(f"{tree} runs the hookline at {package}, not its own")
+    return package
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,10 +124,25 @@ def main(argv: list[str] | None = None) -> int:
             log=work / "baseline.log",
         )
     ]
+    if args.floor:
+        port = free_port()
+        servers.append(
+            Server(
+                name="floor",
+                url=f"http://127.0.0.1:{port}/hooks/{HOOK_PATH}",
+                command=[
+                    *(sys.executable, str(FLOOR_SCRIPT), "--port", str(port), "--lz4"),
+                    *("--database", str(work / "floor.db")),
+                ],
+                cpu=0,
+                log=work / "floor.log",
+            )
+        )
     trees: dict[str, Path] = {}
     for item in args.trees:
         label, tree = item.split("=", 1)
         trees[label] = Path(tree).resolve()
+        print(f"{label}: {hookline_of(trees[label])}")
         write_manifests(work / f"manifests-{label}", secret, "plain")
         port, admin_port = free_port(), free_port()
         command = receiver_command(
@@ -146,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
                 loop_before, others_before = thread_seconds(server.pid)
                 m = load.wrk(server, args.duration)
                 loop_after, others_after = thread_seconds(server.pid)
+                if not m.requests:
+                    raise SystemExit(f"{server.name} answered nothing:\n{server.log_tail()}")
                 sample = Sample(
                     m.rps,
                     (loop_after - loop_before) / m.requests * 1e6,

@@ -31,8 +31,8 @@ measured against the same baseline in the same rounds:
 With SQLite, two reference servers run in the same rounds too (`--no-floor` leaves them
 out): bench/floor.py, the baseline plus a durable group commit of the raw body to SQLite
 (WAL, synchronous = FULL) and nothing else, with the body as received and LZ4-compressed
-as hookline stores it. No ingest path of this shape can beat them: their ratio to the
-baseline bounds what the target can ask for on the machine of the run.
+as hookline stores it. They are a ceiling for an ingest path built this way (aiohttp,
+then a durable SQLite commit, on one core): what a target can ask for on that machine.
 
 Needs wrk (Debian: `apt-get install wrk`). Writes only to a temporary directory (and,
 for PostgreSQL, temporary databases it creates and drops on the server of the DSN).

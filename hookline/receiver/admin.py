@@ -13,7 +13,13 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ..store.base import STATUSES, DeliveryQuery, DeliveryRecord, StoreUnavailable
+from ..store.base import (
+    STATUSES,
+    CorruptRecord,
+    DeliveryQuery,
+    DeliveryRecord,
+    StoreUnavailable,
+)
 from .admin_auth import ADMIN_TOKEN
 from .bundle import compile_bundle
 from .config import describe
@@ -138,6 +144,9 @@ async def get_delivery(request: web.Request) -> web.Response:
         replays = await store.replays(delivery_id)
     except StoreUnavailable as exc:
         return problem(503, "store_unavailable", str(exc))
+    except CorruptRecord as exc:
+        log.error("cannot read back a kept delivery: %s", exc)
+        return problem(500, "corrupt_record", f"the kept delivery cannot be read: {exc}")
     out = detail(record)
     out["destinations"] = [
         {

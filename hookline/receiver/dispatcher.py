@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from ..store.base import Store, StoreUnavailable
+from ..store.base import CorruptRecord, Store, StoreUnavailable
 from ..store.outbox import Attempt, OutboxTask, Outcome
 from .breaker import Breakers
 from .config import ReceiverConfig
@@ -219,7 +219,12 @@ class Dispatcher:
                 task, "deferred", next_attempt_at=now + timedelta(seconds=DEFER_SECONDS)
             )
             return
-        record = await self.store.get(task.delivery_id)
+        try:
+            record = await self.store.get(task.delivery_id)
+        except CorruptRecord as exc:
+            # Claiming it again would meet the same bytes: fail the row, visibly.
+            await self._fail_unsent(task, now, str(exc))
+            return
         if record is None:
             await self._fail_unsent(task, now, "the delivery was purged before it could be sent")
             return

@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ..store.base import STATUSES, StoreUnavailable
+from ..store.base import STATUSES, CorruptRecord, StoreUnavailable
 from ..store.outbox import OUTBOX_STATES, OutboxItem, Replay, ReplayRefused, ReplaySelector
 from .admin import BadQuery, _parse_time, _state, _time
 from .responses import problem
@@ -84,7 +84,10 @@ def _replay_json(replay: Replay) -> dict[str, Any]:
 
 async def replay_one(state: ReceiverState, delivery_id: str, ask: ReplayRequest) -> Replay:
     """Raises ReplayRefused (with a message for a person) or BadQuery."""
-    record = await state.store.get(delivery_id)
+    try:
+        record = await state.store.get(delivery_id)
+    except CorruptRecord as exc:
+        raise ReplayRefused(f"cannot send it again: {exc}") from None
     if record is None:
         raise ReplayRefused(f"no delivery {delivery_id!r} is kept")
     if record.status == "rejected":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from hookline.store.base import (
     STATUSES,
+    CorruptRecord,
     DeliveryQuery,
     DeliveryRecord,
     DeliveryStatus,
@@ -46,6 +47,7 @@ __all__ = [
     "PRIORITIES",
     "STATUSES",
     "Attempt",
+    "CorruptRecord",
     "DeliveryQuery",
     "DeliveryRecord",
     "DeliveryStatus",

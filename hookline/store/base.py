@@ -178,6 +178,12 @@ class StoreUnavailable(Exception):
     """The store cannot commit or answer now; the receiver answers 503 (never a 2xx)."""
 
 
+class CorruptRecord(Exception):
+    """A kept delivery cannot be read back as it was received (its stored body does
+    not decode). Retrying will not help, unlike StoreUnavailable: the admin API answers
+    500 with the reason, replays refuse it, and the dispatcher fails its rows."""
+
+
 def encode_cursor(received_at: datetime, delivery_id: str) -> str:
     raw = f"{received_at.astimezone(UTC).isoformat()}|{delivery_id}".encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")

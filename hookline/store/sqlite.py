@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +23,7 @@ from typing import Any, TypeVar, cast
 import lz4.block
 
 from hookline.store.base import (
+    CorruptRecord,
     DeliveryQuery,
     DeliveryRecord,
     DeliveryStatus,
@@ -53,11 +55,12 @@ from hookline.store.sqlite_outbox import rollback as _rollback
 from hookline.store.sqlite_outbox import ts as _ts
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 5
 
-# Each entry migrates from version i to i + 1. Statements are idempotent so that a
-# half-applied migration (impossible inside one transaction, but cheap insurance) heals.
+# Each entry migrates from version i to i + 1, all of them in one transaction (SQLite's
+# DDL is transactional): a migration is applied whole or not at all.
 MIGRATIONS: list[list[str]] = [
     [
         """CREATE TABLE IF NOT EXISTS deliveries (
@@ -177,12 +180,14 @@ UPSERT_RESOURCE_ERRORS = """INSERT INTO resource_errors (kind, key, last_error,
         last_error_id = excluded.last_error_id
     WHERE (excluded.last_error_at, excluded.last_error_id) > (last_error_at, last_error_id)"""
 
-COLUMNS = (
-    "id, webhook, received_at, status, http_status, reason, message, event_type, "
-    "source_ip, user_agent, headers, body, processing_ms, dedup_key, expires_at, body_encoding"
-)
+_COLUMNS = (
+    "id", "webhook", "received_at", "status", "http_status", "reason", "message",
+    "event_type", "source_ip", "user_agent", "headers", "body", "processing_ms",
+    "dedup_key", "expires_at", "body_encoding",
+)  # fmt: skip
+COLUMNS = ", ".join(_COLUMNS)
 # Listing leaves the body out: a page of 500 records of 1 MiB each is not an index.
-LIST_COLUMNS = COLUMNS.replace("body,", "NULL,")
+LIST_COLUMNS = ", ".join("NULL" if column == "body" else column for column in _COLUMNS)
 
 INSERT = f"""INSERT INTO deliveries ({COLUMNS})
     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -221,6 +226,7 @@ PURGE_CHUNK = 5000
 
 Row = tuple[Any, ...]
 Rows = list[Row]  # an alias: inside the class, `list` is the method
+Records = list[DeliveryRecord]
 # What record() queues: the record, its row, and its outbox rows (ids made already).
 Ingest = tuple[DeliveryRecord, Row, tuple[NewRow, ...]]
 
@@ -315,7 +321,7 @@ class SQLiteStore(SQLiteOutboxStore):
         conn = self._connect()
         conn.execute("PRAGMA query_only = ON")
         # The body as received, for searches inside bodies stored compressed.
-        conn.create_function("hookline_body", 2, _decoded, deterministic=True)
+        conn.create_function("hookline_body", 2, searchable_body, deterministic=True)
         return conn
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
@@ -330,6 +336,16 @@ class SQLiteStore(SQLiteOutboxStore):
                 raise sqlite3.DatabaseError(
                     f"schema version {current} is newer than this hookline knows "
                     f"({SCHEMA_VERSION}); upgrade hookline"
+                )
+            if 0 < current < SCHEMA_VERSION:
+                # Version 5 rebuilds two indexes over every kept delivery: minutes on a
+                # store of many GB, before the receiver serves (readiness waits).
+                log.warning(
+                    "migrating the SQLite store %s from schema version %d to %d; "
+                    "on a large store this takes a while",
+                    self.path,
+                    current,
+                    SCHEMA_VERSION,
                 )
             for version in range(current + 1, SCHEMA_VERSION + 1):
                 for statement in MIGRATIONS[version - 1]:
@@ -452,14 +468,18 @@ class SQLiteStore(SQLiteOutboxStore):
     # Reads.
 
     async def get(self, delivery_id: str) -> DeliveryRecord | None:
-        rows = await self._read(f"SELECT {COLUMNS} FROM deliveries WHERE id = ?", (delivery_id,))
-        return _from_row(rows[0]) if rows else None
+        # Decoded on the reader thread: decompressing up to a body limit's worth of
+        # bytes is no work for the event loop.
+        records = await self._read_records(
+            f"SELECT {COLUMNS} FROM deliveries WHERE id = ?", (delivery_id,)
+        )
+        return records[0] if records else None
 
     async def list(self, query: DeliveryQuery) -> tuple[list[DeliveryRecord], str | None]:
         limit = page_limit(query.limit)
         sql, params = list_sql(query, limit + 1)
-        rows = await self._read(sql, params)
-        items = [_from_row(row) for row in rows[:limit]]
+        rows = await self._read_records(sql, params)
+        items = rows[:limit]
         more = len(rows) > limit
         return items, encode_cursor(items[-1].received_at, items[-1].id) if more else None
 
@@ -521,11 +541,20 @@ class SQLiteStore(SQLiteOutboxStore):
         return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
 
     async def _read(self, sql: str, params: tuple[Any, ...] = ()) -> Rows:
+        return await self._reading(lambda conn: conn.execute(sql, params).fetchall())
+
+    async def _read_records(self, sql: str, params: tuple[Any, ...]) -> Records:
+        """Rows of COLUMNS (or LIST_COLUMNS) as records, made on the reader thread."""
+        return await self._reading(
+            lambda conn: [_from_row(row) for row in conn.execute(sql, params)]
+        )
+
+    async def _reading(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         conn, pool = self._reader, self._reader_pool
         if conn is None or pool is None:
             raise StoreUnavailable("the store is not open")
         try:
-            return await self._run(pool, lambda: conn.execute(sql, params).fetchall())
+            return await self._run(pool, fn, conn)
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"SQLite read failed: {exc}") from exc
 
@@ -547,7 +576,7 @@ _SEARCHED = (
     "CAST(hookline_body(body, body_encoding) AS TEXT)",
 )
 
-BODY, BODY_ENCODING = 11, 15  # positions in a row of COLUMNS
+BODY, BODY_ENCODING = _COLUMNS.index("body"), _COLUMNS.index("body_encoding")
 LZ4 = "lz4"  # LZ4 block format with its 4-byte size prefix (lz4.block's default)
 # Smaller bodies gain little and cost a call; a body that does not shrink by a tenth
 # (already compressed, random bytes) is stored as received.
@@ -567,12 +596,27 @@ def _encoded(row: Row) -> Row:
 
 
 def _decoded(body: bytes | None, encoding: str | None) -> bytes | None:
+    """The body as received; CorruptRecord if it does not decode."""
     if body is None or encoding is None:
         return None if body is None else bytes(body)
-    if encoding == LZ4:
+    if encoding != LZ4:
+        raise CorruptRecord(f"its body is stored in an unknown encoding {encoding!r}")
+    try:
         plain: bytes = lz4.block.decompress(body)
-        return plain
-    raise sqlite3.DatabaseError(f"unknown body encoding {encoding!r}")
+    except lz4.block.LZ4BlockError as exc:
+        raise CorruptRecord(
+            f"its stored body ({len(body)} bytes of LZ4) does not decode: {exc}"
+        ) from None
+    return plain
+
+
+def searchable_body(body: bytes | None, encoding: str | None) -> bytes | None:
+    """hookline_body() in SQL, for search: a body that does not decode matches
+    nothing, rather than failing every search that reaches its row."""
+    try:
+        return _decoded(body, encoding)
+    except CorruptRecord:
+        return None
 
 
 def list_sql(query: DeliveryQuery, limit: int) -> tuple[str, tuple[Any, ...]]:
@@ -580,7 +624,7 @@ def list_sql(query: DeliveryQuery, limit: int) -> tuple[str, tuple[Any, ...]]:
     where: list[str] = []
     params: list[Any] = []
     where += delivery_conditions(query, qmark(params), moment=lambda t: _ts(as_utc(t)))
-    where += refused_index_hint(query.status)
+    where += refused_index_hint(query.status, query.webhook)
     if query.cursor is not None:
         at, after_id = decode_cursor(query.cursor)
         where.append("(received_at, id) < (?, ?)")
@@ -628,6 +672,13 @@ def _to_row(record: DeliveryRecord) -> Row:
     )
 
 
+def _body_of(row: Row) -> bytes | None:
+    try:
+        return _decoded(row[BODY], row[BODY_ENCODING])
+    except CorruptRecord as exc:
+        raise CorruptRecord(f"delivery {row[0]}: {exc}") from None
+
+
 def _from_row(row: Row) -> DeliveryRecord:
     received_at = _parse_ts(row[2])
     assert received_at is not None
@@ -643,7 +694,7 @@ def _from_row(row: Row) -> DeliveryRecord:
         source_ip=row[8],
         user_agent=row[9],
         headers=json.loads(row[10]),
-        body=_decoded(row[BODY], row[BODY_ENCODING]),
+        body=_body_of(row),
         processing_ms=row[12],
         dedup_key=row[13],
         expires_at=_parse_ts(row[14]),

@@ -366,3 +366,55 @@ async def test_the_loop_survives_a_failing_claim(
         await asyncio.gather(loop, return_exceptions=True)
     assert failures == 1
     assert sink.ids() == [delivery]
+
+
+async def test_a_body_that_no_longer_decodes_fails_visibly_everywhere(
+    tmp_path: Path, receiver: Receiver, dispatcher: Dispatcher, sink: Sink
+) -> None:
+    import sqlite3
+    from contextlib import closing
+
+    # Big enough to be stored LZ4-compressed (schema version 5).
+    body = json.dumps({"action": "completed", "steps": [{"name": "build"}] * 200}).encode()
+    response = await receiver.post("fwd", body, **{"Content-Type": "application/json"})
+    assert response.status == 202, await response.text()
+    delivery: str = (await response.json())["deliveryId"]
+    with closing(sqlite3.connect(tmp_path / "hookline.db")) as conn:
+        stored = conn.execute(
+            "SELECT body_encoding FROM deliveries WHERE id = ?", (delivery,)
+        ).fetchone()
+        assert stored == ("lz4",)
+        # A size prefix of 10,000 bytes, then bytes that are no LZ4 block.
+        garbage = (10_000).to_bytes(4, "little") + b"\xff" * 64
+        conn.execute("UPDATE deliveries SET body = ? WHERE id = ?", (garbage, delivery))
+        conn.commit()
+
+    answer = await receiver.admin.get(f"/api/v1/deliveries/{delivery}")
+    assert answer.status == 500
+    problem = await answer.json()
+    assert problem["error"] == "corrupt_record"
+    assert delivery in problem["message"] and "does not decode" in problem["message"]
+
+    # The dispatcher fails its rows with the reason instead of claiming them forever.
+    await dispatcher.run_once()
+    with closing(sqlite3.connect(tmp_path / "hookline.db")) as conn:
+        rows = conn.execute(
+            "SELECT state FROM outbox WHERE delivery_id = ?", (delivery,)
+        ).fetchall()
+        errors = conn.execute(
+            "SELECT error FROM attempts WHERE delivery_id = ?", (delivery,)
+        ).fetchall()
+    assert rows and {state for (state,) in rows} == {"failed"}
+    assert errors and all("does not decode" in error for (error,) in errors)
+    assert sink.received == []
+
+    # A replay is refused with the reason; a search still answers (and skips it).
+    answer = await receiver.admin.post(
+        f"/api/v1/deliveries/{delivery}/replay",
+        json={"requestedBy": "alice", "reason": "retry"},
+    )
+    assert answer.status >= 400
+    assert "does not decode" in (await answer.json())["message"]
+    search = await receiver.admin.get("/api/v1/deliveries", params={"q": "build"})
+    assert search.status == 200
+    assert delivery not in [item["id"] for item in (await search.json())["items"]]
