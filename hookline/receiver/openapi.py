@@ -105,12 +105,17 @@ OPENAPI: dict[str, Any] = {
             "get": {
                 "operationId": "getDelivery",
                 "summary": "One delivery, with headers (credentials redacted) and body.",
+                "description": (
+                    "500 corrupt_record when the kept body no longer decodes (the message "
+                    "says why); 503 store_unavailable when the store does not answer."
+                ),
                 "parameters": [
                     {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
                 ],
                 "responses": {
                     "200": _json(_ref("Delivery"), "The delivery."),
                     "404": _ERROR,
+                    "500": _ERROR,
                     "503": _ERROR,
                 },
             }
