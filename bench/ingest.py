@@ -997,7 +997,7 @@ def print_report(
         )
         # Issues 3 and 4 set the target, with SQLite.
         if server.admin is None:
-            target = " (durable floor: the bound)"
+            target = " (durable floor)"
         elif server.store == "sqlite" and server.route in ("plain", "classified"):
             target = " (target >= 0.5)"
         else:
