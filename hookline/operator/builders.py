@@ -162,9 +162,12 @@ def build_receiver_deployment(
         # /readyz pings the store: a pod whose database is unreachable gets no traffic.
         "readinessProbe": _probe("/readyz", period=5, failures=2),
         "livenessProbe": _probe("/healthz", period=10, failures=3),
-        # Opening the store (migrations included) may take a while on first start;
-        # liveness only counts once this has passed.
-        "startupProbe": _probe("/healthz", period=2, failures=60),
+        # Opening the store comes before serving, migrations included: schema version
+        # 5 of SQLite rebuilds two indexes over every kept delivery (3.4 GB took 2.6 s
+        # on a fast disk; tens of GB on a slow volume take minutes). Ten minutes before
+        # a restart, which would only begin the same migration again; liveness counts
+        # once this has passed.
+        "startupProbe": _probe("/healthz", period=2, failures=300),
         "lifecycle": {
             # Keep serving while the endpoint removal reaches kube-proxy and ingress
             # controllers; SIGTERM (graceful drain) comes after this.
