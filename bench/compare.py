@@ -31,12 +31,12 @@ from pathlib import Path
 
 import ingest
 from ingest import (
-    BASELINE_SCRIPT,
     CLK_TCK,
-    FLOOR_SCRIPT,
     HOOK_PATH,
     Load,
     Server,
+    baseline_server,
+    floor_server,
     free_port,
     github_signature,
     receiver_command,
@@ -114,30 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     probe = {"Content-Type": "application/json", "X-GitHub-Event": "workflow_run"}
     probe["X-Hub-Signature-256"] = signature
 
-    port = free_port()
-    servers = [
-        Server(
-            name="baseline",
-            url=f"http://127.0.0.1:{port}/hooks/{HOOK_PATH}",
-            command=[sys.executable, str(BASELINE_SCRIPT), "--port", str(port)],
-            cpu=0,
-            log=work / "baseline.log",
-        )
-    ]
+    servers = [baseline_server(work, 0)]
     if args.floor:
-        port = free_port()
-        servers.append(
-            Server(
-                name="floor",
-                url=f"http://127.0.0.1:{port}/hooks/{HOOK_PATH}",
-                command=[
-                    *(sys.executable, str(FLOOR_SCRIPT), "--port", str(port), "--lz4"),
-                    *("--database", str(work / "floor.db")),
-                ],
-                cpu=0,
-                log=work / "floor.log",
-            )
-        )
+        servers.append(floor_server(work, 0, "floor", lz4=True))
     trees: dict[str, Path] = {}
     for item in args.trees:
         label, tree = item.split("=", 1)

@@ -427,6 +427,34 @@ def receiver_command(
     ]  # fmt: skip
 
 
+def baseline_server(work: Path, cpu: int) -> Server:
+    """bench/baseline.py, the bare aiohttp handler every ratio is taken against."""
+    port = free_port()
+    return Server(
+        name="baseline",
+        url=f"http://127.0.0.1:{port}/hooks/{HOOK_PATH}",
+        command=[sys.executable, str(BASELINE_SCRIPT), "--port", str(port)],
+        cpu=cpu,
+        log=work / "baseline.log",
+    )
+
+
+def floor_server(work: Path, cpu: int, name: str, *, lz4: bool) -> Server:
+    """bench/floor.py, the durable floor, with a database of its own in `work`."""
+    port = free_port()
+    return Server(
+        name=name,
+        url=f"http://127.0.0.1:{port}/hooks/{HOOK_PATH}",
+        command=[
+            *(sys.executable, str(FLOOR_SCRIPT), "--port", str(port)),
+            *("--database", str(work / f"{name}.db"), *(["--lz4"] if lz4 else [])),
+        ],
+        cpu=cpu,
+        log=work / f"{name}.log",
+        store="sqlite",
+    )
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -1197,33 +1225,10 @@ def run(
     routes = list(ROUTES) if args.route == "all" else [args.route]
     store_names = ["sqlite", "postgres"] if args.store == "both" else [args.store]
 
-    servers: list[Server] = []
-    port = free_port()
-    servers.append(
-        Server(
-            name="baseline",
-            url=f"http://127.0.0.1:{port}/hooks/{HOOK_PATH}",
-            command=[sys.executable, str(BASELINE_SCRIPT), "--port", str(port)],
-            cpu=args.server_cpu,
-            log=work / "baseline.log",
-        )
-    )
+    servers: list[Server] = [baseline_server(work, args.server_cpu)]
     if args.floor and "sqlite" in store_names:
-        for name, extra in (("floor-sqlite", []), ("floor-sqlite-lz4", ["--lz4"])):
-            port = free_port()
-            servers.append(
-                Server(
-                    name=name,
-                    url=f"http://127.0.0.1:{port}/hooks/{HOOK_PATH}",
-                    command=[
-                        *(sys.executable, str(FLOOR_SCRIPT), "--port", str(port)),
-                        *("--database", str(work / f"{name}.db"), *extra),
-                    ],
-                    cpu=args.server_cpu,
-                    log=work / f"{name}.log",
-                    store="sqlite",
-                )
-            )
+        servers.append(floor_server(work, args.server_cpu, "floor-sqlite", lz4=False))
+        servers.append(floor_server(work, args.server_cpu, "floor-sqlite-lz4", lz4=True))
     # Every variant has a receiver and a store of its own: SQLite files must not be
     # shared between processes, and each store's counters are checked at the end.
     for route in routes:

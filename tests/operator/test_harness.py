@@ -91,15 +91,7 @@ async def k8s(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[StrictEmulator]:
     # KMock 0.8 cannot parse /api/v1/namespaces; patched for this test only.
     monkeypatch.setattr("kmock._internal.parsing.parse_path", fixed_parse_path)
     async with StrictEmulator() as k, kmock.Server(k):
-        # Without these two, kopf waits forever for its "backbone" resources.
-        k.add_builtin("v1/namespaces", "Namespace", namespaced=False)
-        k.add_builtin(
-            "apiextensions.k8s.io/v1/customresourcedefinitions",
-            "CustomResourceDefinition",
-            namespaced=False,
-        )
-        # Without this one, kopf's event poster waits forever (Events are silently not posted).
-        k.add_builtin("v1/events", "Event", namespaced=True)
+        k.add_kopf_backbone()
         k.add_crd(WIDGET_CRD, validator=strict_validator)
         yield k
         assert not k.violations, k.violations  # every write of the operator obeyed the CRD schema

@@ -159,6 +159,18 @@ class StrictEmulator(kmock.KubernetesEmulator):
             subresources=set(subresources),
         )
 
+    def add_kopf_backbone(self) -> None:
+        """What kopf needs served before it does anything: without namespaces and
+        CRDs it waits forever for its "backbone" resources, and without v1/events its
+        event poster waits forever (Events are silently not posted)."""
+        self.add_builtin("v1/namespaces", "Namespace", namespaced=False)
+        self.add_builtin(
+            "apiextensions.k8s.io/v1/customresourcedefinitions",
+            "CustomResourceDefinition",
+            namespaced=False,
+        )
+        self.add_builtin("v1/events", "Event", namespaced=True)
+
     def add_crd(self, crd: Mapping[str, Any], validator: Validator | None = None) -> None:
         """Serve a CRD's resources (discovery) and validate writes to them with `validator`."""
         spec, names = crd["spec"], crd["spec"]["names"]

@@ -54,15 +54,7 @@ async def emulator(*, anchor: bool = True) -> AsyncIterator[StrictEmulator]:
     already (holding ADMIN_TOKEN), as a real install has it after the first start."""
     install_namespace_path_fix()
     async with StrictEmulator() as k, kmock.Server(k):
-        # kopf waits forever without these two "backbone" kinds, and posts no Event
-        # without v1/events.
-        k.add_builtin("v1/namespaces", "Namespace", namespaced=False)
-        k.add_builtin(
-            "apiextensions.k8s.io/v1/customresourcedefinitions",
-            "CustomResourceDefinition",
-            namespaced=False,
-        )
-        k.add_builtin("v1/events", "Event", namespaced=True)
+        k.add_kopf_backbone()
         # What the operator reads and writes besides its own resources.
         k.add_builtin("v1/secrets", "Secret", namespaced=True)
         k.add_builtin("v1/services", "Service", namespaced=True)
