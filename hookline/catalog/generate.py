@@ -38,6 +38,8 @@ from typing import Any
 
 import yaml
 
+from hookline.catalog.tolerance import merge, tolerate
+
 SOURCE_PACKAGE = "@octokit/openapi-webhooks"
 SOURCE_FILE = "generated/api.github.com.json"  # github.com; ghec/ghes-* are beside it
 EXAMPLES_PACKAGE = "@octokit/webhooks-examples"
@@ -300,11 +302,13 @@ def _refs(node: Any) -> Iterator[str]:
 
 
 def bundle(source: dict[str, Any], hooks: list[Webhook]) -> dict[str, Any]:
-    """The JSON Schema of one event: `anyOf` its actions, self-contained.
+    """The JSON Schema of one event, self-contained and tolerant (issue 11 §1).
 
-    The schemas of the actions (or the one schema of an event without actions, which
-    is then the root itself) and every component they reach, transitively, are cleaned
-    and kept under `$defs` with their component names; then repeats are shared.
+    Every component the event's schemas reach, transitively, is cleaned, made tolerant
+    (hookline/catalog/tolerance.py: types checked, `required`/`enum`/bounds not) and kept
+    under `$defs` with its component name. The root is the one schema of an event
+    without actions, or the merge of its actions' schemas: one object schema that any
+    action validates against, one GitHub adds later included. Then repeats are shared.
     """
     components: dict[str, Any] = source["components"]["schemas"]
     cleaned: dict[str, Any] = {}
@@ -315,32 +319,45 @@ def bundle(source: dict[str, Any], hooks: list[Webhook]) -> dict[str, Any]:
             continue
         if name not in components:
             raise ValueError(f"$ref to missing component {name!r}")
-        cleaned[name] = _clean(components[name])
+        cleaned[name] = tolerate(_clean(components[name]))
         pending.extend(_refs(cleaned[name]))
     for hook in hooks:
-        # The action's own description (e.g. "A pull request was merged ...") documents
-        # its branch, where the component has none of its own.
-        body = cleaned[hook.component]
-        if hook.description and isinstance(body, dict) and "description" not in body:
-            cleaned[hook.component] = dict(
-                sorted({**body, "description": hook.description}.items())
-            )
-    if hooks[0].has_action:
-        root: dict[str, Any] = {"anyOf": [{"$ref": _DEFS_PREFIX + h.component} for h in hooks]}
-    else:
-        (hook,) = hooks
         if not isinstance(cleaned[hook.component], dict):
             raise ValueError(f"{hook.key}: the request body schema is not an object schema")
-        root = cleaned[hook.component]
-        if hook.component in _referenced(cleaned, skip=hook.component):
-            root = copy.deepcopy(root)  # it stays a $def too: two documents, not one
-        else:
-            del cleaned[hook.component]
+    bodies = list(dict.fromkeys(hook.component for hook in hooks))
+    if hooks[0].has_action:
+        root = merge([cleaned[name] for name in bodies])
+        if not isinstance(root, dict) or "properties" not in root:
+            raise ValueError(f"{hooks[0].event}: its actions do not merge into one object")
+        root = dict(root)
+        root["description"] = _actions_text(source, hooks)
+        root = {key: root[key] for key in sorted(root)}
+    else:
+        (name,) = bodies
+        root = copy.deepcopy(cleaned[name])  # _share_repeats tells copies apart by id
+        if hooks[0].description and "description" not in root:
+            root["description"] = hooks[0].description
+            root = {key: root[key] for key in sorted(root)}
+    for name in bodies:
+        # A body another component refers to stays a $def too (two documents, not one).
+        if name not in _referenced(cleaned, skip=name):
+            del cleaned[name]
     root, defs = _share_repeats(root, cleaned)
     schema: dict[str, Any] = {"$schema": DRAFT_2020_12, **root}
     if defs:
         schema["$defs"] = {name: defs[name] for name in sorted(defs)}
     return schema
+
+
+def _actions_text(source: dict[str, Any], hooks: list[Webhook]) -> str:
+    """GitHub's description of each action, as the merged root's description."""
+    components = source["components"]["schemas"]
+    lines = ["Any `action` is accepted, a new one too; GitHub describes these:"]
+    for hook in hooks:
+        values = ", ".join(f"`{v}`" for v in dict.fromkeys(_action_enum(components[hook.component])))
+        text = " ".join(hook.description.split())
+        lines.append(f"- {values or hook.key}: {text}" if text else f"- {values or hook.key}")
+    return "\n".join(lines)
 
 
 def _referenced(defs: dict[str, Any], skip: str) -> set[str]:
