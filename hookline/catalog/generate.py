@@ -9,11 +9,12 @@ The npm package is data: GitHub's own OpenAPI 3.1 description of its webhooks
 (github/rest-api-description), republished by octokit. Its `generated/api.github.com.json`
 holds one `webhooks` entry per event and action (`pull-request-opened`, ...) whose request
 body `$ref`s a `components/schemas/webhook-...` schema. Each event becomes one EventType:
-the `anyOf` of its actions' schemas (or its one schema, for events without actions), as
+its actions' schemas merged into one (or its one schema, for events without actions), as
 a self-contained JSON Schema 2020-12 document with the components it reaches under
-`$defs`. On the way the generator relaxes what would refuse fields GitHub adds later
-(`additionalProperties: false`), and shares subschemas the source repeats inline, so that
-the largest events stay small enough for `kubectl apply`. SOURCE.md says why, in full.
+`$defs`. On the way the generator removes what would refuse payloads GitHub sends, older
+or newer (`additionalProperties: false`, `required`, `enum`, bounds: tolerance.py, issue
+11 §1), and shares subschemas the source repeats inline, so that the largest events stay
+small enough for `kubectl apply`. SOURCE.md says why, in full.
 
 `render_catalog` is the pure transform (parsed source + version -> file texts); tests
 run it on the committed copy of the source to prove the shipped files are its output.
@@ -354,7 +355,9 @@ def _actions_text(source: dict[str, Any], hooks: list[Webhook]) -> str:
     components = source["components"]["schemas"]
     lines = ["Any `action` is accepted, a new one too; GitHub describes these:"]
     for hook in hooks:
-        values = ", ".join(f"`{v}`" for v in dict.fromkeys(_action_enum(components[hook.component])))
+        values = ", ".join(
+            f"`{v}`" for v in dict.fromkeys(_action_enum(components[hook.component]))
+        )
         text = " ".join(hook.description.split())
         lines.append(f"- {values or hook.key}: {text}" if text else f"- {values or hook.key}")
     return "\n".join(lines)
@@ -690,9 +693,11 @@ offline). Print it for a cluster with `hookline catalog github | kubectl apply -
 - Each manifest is annotated `{SOURCE_ANNOTATION}: {source_annotation(version)}` and
   `{GENERATED_BY_ANNOTATION}: {GENERATOR}`, and labelled `{CATALOG_LABEL}: github`
   (`kubectl get eventtypes -l {CATALOG_LABEL}=github`).
-- `{_TEST_DATA}/` keeps the same file, compressed, and real example payloads (see
-  the README there); `tests/unit/test_catalog.py` checks that the files here are exactly
-  the generator's output and that the payloads validate.
+- `{_TEST_DATA}/` keeps the same file, compressed, and the pinned version of
+  `{EXAMPLES_PACKAGE}`, whose real payloads the tests install (see the README there).
+  `tests/unit/test_catalog.py` checks that the files here are exactly the generator's
+  output; `tests/unit/test_catalog_payloads.py`, that every one of those payloads
+  validates against the EventType its `{EVENT_HEADER}` selects.
 
 This replaces `@octokit/webhooks-schemas`, "community contributed" schemas that octokit
 wrote from GitHub's documentation and recorded payloads, now deprecated
@@ -710,21 +715,20 @@ One EventType per event: name `github-<event>` (`_` becomes `-`), `spec.type:
 github.<event>`, `spec.version: v1`, recognised by the header `{EVENT_HEADER}: <event>`,
 described by GitHub's summary of the event and the list of its actions. Its
 `spec.schema` is a JSON Schema 2020-12 document (`$schema: {DRAFT_2020_12}`;
-OpenAPI 3.1's schema objects are that dialect): `anyOf` the request-body schemas of the
-event's actions, each carrying GitHub's description of that action, or the one schema of
-an event without actions. Every `components/schemas` entry they reach, transitively, is
-under `$defs` with its name, `#/components/schemas/<name>` becoming `#/$defs/<name>`;
-nothing else is carried. `anyOf`, not `oneOf`: the branches overlap once objects are
-open (below), and a payload matching two of them must not be refused.
+OpenAPI 3.1's schema objects are that dialect): for an event with actions, one object
+schema merged from the request-body schemas of all its actions (below), its description
+listing GitHub's description of each action; for an event without actions, its one
+schema. Every `components/schemas` entry they reach, transitively, is under `$defs` with
+its name, `#/components/schemas/<name>` becoming `#/$defs/<name>`; nothing else is
+carried.
 
 Dropped, as they constrain nothing: OpenAPI's `example`, `discriminator`, `xml`,
-`externalDocs` and `x-*` extensions, and `examples` (sample values, a tenth of the
-source). Kept: `type`, `required`, `enum`, `properties`, `items`, `anyOf`/`allOf`,
-bounds, `format`, `title`, `description`, `default`, `readOnly`, `deprecated`. The
-source uses no OpenAPI 3.0 `nullable` (nullable fields are type arrays such as
-`[string, "null"]`); a keyword that is not JSON Schema 2020-12 stops the generator
-rather than being shipped unread. Object keys are sorted, so a new version diffs
-cleanly.
+`externalDocs` and `x-*` extensions, and the source's `examples` (sample values, a
+tenth of the source). Kept: `type`, `properties`, `items`, `anyOf`/`allOf`, `format`,
+`title`, `description`, `default`, `readOnly`, `deprecated`. The source uses no OpenAPI
+3.0 `nullable` (nullable fields are type arrays such as `[string, "null"]`); a keyword
+that is not JSON Schema 2020-12 stops the generator rather than being shipped unread.
+Object keys are sorted, so a new version diffs cleanly.
 
 Shared copies: GitHub's description inlines whole objects wherever they occur
 (`pull_request` repeats its pull request object in each of its actions).
@@ -733,28 +737,40 @@ once under `$defs` and referenced (named `{_SHARED_PREFIX}<title or property>`, 
 component's name when it equals one). A `$ref` to a byte-for-byte equal copy validates
 the same, so this changes the size, not the meaning.
 
-## Strictness: relaxed on purpose
+## What the schemas check, and what they do not (issue 11 §1)
 
-The receiver answers 422 to a delivery its EventType's schema refuses. GitHub adds
-fields to its payloads over time without notice, so a schema that refuses unknown
-fields would start refusing real deliveries the day GitHub adds one. So:
+The receiver answers 422 to a delivery its EventType's schema refuses, and GitHub never
+retries it: a schema that refuses a real payload loses that event. GitHub's description
+is of today's github.com payloads; it refuses older ones (fields it added since, such as
+`repository.has_discussions` or `release.immutable`, are required) and will refuse newer
+ones (a new field in a closed object, a new value of an enum, a new action). So the
+schemas check the **type** of every field a payload has, and nothing else
+(`hookline/catalog/tolerance.py`):
 
-- `additionalProperties: false` and `unevaluatedProperties: false` ({closed} in this
-  version's `components/schemas`) are removed: unknown fields are accepted everywhere.
-  Open maps (`additionalProperties: {{type: string}}`) keep their value type.
-- `oneOf` becomes `anyOf`: branches that only closed objects kept apart may now both
-  match; no consumer relies on "exactly one".
-- Kept, because consumers rely on them: `required` fields, `type`s (including `null`
-  where GitHub sends it), `enum`s (among them each action's `action`, so an action the
-  event does not have is refused), and the shape of nested objects.
-- `format` (`date-time`, `uri`, `uri-template`, `int64`, ...) is kept as documentation:
-  the receiver compiles schemas with jsonschema-rs and `validate_formats=False`, so it
-  is not checked.
+- kept: `type`s, including `null` where GitHub sends it, and the shape of nested
+  objects and arrays: a body whose `repository` is a number, or whose `action` is not
+  a string, is refused, with the field's path in the 422;
+- removed: `additionalProperties: false` / `unevaluatedProperties: false` ({closed} in
+  this version's `components/schemas`), `required`, `enum`, `const`, numeric and length
+  bounds, `pattern`, `uniqueItems`. An `enum`'s or `const`'s values are kept as
+  `examples`, so the schema still documents them;
+- a `format: date-time` string also accepts an integer (Unix seconds): GitHub sends
+  push's `repository.created_at` so (described there as integer or string) and has
+  sent `installation.created_at` so (described as a string only);
+- `allOf: [X]` typed `null` only, which nothing satisfies, becomes `anyOf: [X, null]`;
+- an event's actions are merged into one object schema: its properties are those of
+  every action, a property's schema merged from the actions that describe it (types
+  united; a `$ref` and an inline object stay alternatives under `anyOf`). Any action
+  validates, one GitHub adds later included, and an error names the field instead of
+  "not valid under any of the given schemas". `oneOf` is `anyOf` everywhere: with
+  objects open, its branches overlap, and "exactly one" would refuse a payload.
+- `format` (`date-time`, `uri`, `uri-template`, `int64`, ...) is documentation: the
+  receiver compiles schemas with jsonschema-rs and `validate_formats=False`.
 
-A payload can still be refused where GitHub's description is wrong or behind (a field
-marked required that GitHub omits, a type it does not send); the example payloads that
-do so are listed with their reasons in `tests/unit/test_catalog.py`. Where that hurts,
-copy the EventType and edit its schema, or leave the schema out of a Webhook's types.
+What this costs: a schema says nothing about which fields a payload has, so a body of
+another event passes unless a field of the same name has another type. Which event a
+delivery is comes from its `{EVENT_HEADER}` header (and, with `auth.type: github`, its
+signature); to require fields or values, copy the EventType and add them.
 
 ## Size
 
@@ -831,23 +847,16 @@ def gzip_json(value: Any) -> bytes:
     return gzip.compress(text.encode(), compresslevel=9, mtime=0)
 
 
-def write_test_data(
-    source: dict[str, Any],
-    version: str,
-    examples_dir: Path,
-    examples_version: str,
-    out: Path,
-) -> None:
-    """The source and every api.github.com example payload, compressed, for offline tests."""
+def write_test_data(source: dict[str, Any], version: str, examples_version: str, out: Path) -> None:
+    """The source, compressed, for offline tests, and the example payloads' pin.
+
+    The payloads themselves are not copied: scripts/test-data.sh installs the pinned
+    package for the tests (issue 11 §1), all of it, GHES directories included."""
     out.mkdir(parents=True, exist_ok=True)
-    # The examples package's index lists each event with its docs metadata and
-    # examples; only the payloads matter here: event -> [payload, ...].
-    index = read_json(examples_dir / "api.github.com" / "index.json")
-    examples = {entry["name"]: entry["examples"] for entry in index}
-    for stale in ("schema.json.gz",):  # the previous source's file
+    # The previous source's file, and the subset of payloads kept before issue 11.
+    for stale in ("schema.json.gz", "examples.json.gz"):
         (out / stale).unlink(missing_ok=True)
     (out / "source.json.gz").write_bytes(gzip_json(source))
-    (out / "examples.json.gz").write_bytes(gzip_json(examples))
     record = {
         "source": f"npm:{SOURCE_PACKAGE}@{version}",
         "source_file": SOURCE_FILE,
@@ -856,11 +865,10 @@ def write_test_data(
         "examples_version": examples_version,
     }
     (out / "SOURCE.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
-    (out / "README.md").write_text(_test_data_readme(version, examples_version, examples))
+    (out / "README.md").write_text(_test_data_readme(version, examples_version))
 
 
-def _test_data_readme(version: str, examples_version: str, examples: dict[str, list[Any]]) -> str:
-    count = sum(len(payloads) for payloads in examples.values())
+def _test_data_readme(version: str, examples_version: str) -> str:
     command = (
         f"{REGENERATE.format(version=version)} --test-data {_TEST_DATA} "
         f"--examples-version {examples_version}"
@@ -875,14 +883,16 @@ Read by `tests/unit/test_catalog.py`, offline. License of both packages: MIT
   OpenAPI description of its webhooks and the source the catalog in
   `hookline/catalog/github/` is generated from (compact JSON, sorted keys). Its
   `components/examples` hold GitHub's own example payloads for a few webhooks.
-- `examples.json.gz`: `{{event: [payload, ...]}}` with every example of
-  `api.github.com/index.json` in `{EXAMPLES_PACKAGE}@{examples_version}` (its latest
-  version): {count} payloads of {len(examples)} events, in the package's order. Per
-  event, the package lists first the sample from GitHub's webhook documentation, then
-  payloads octokit recorded from real deliveries.
-- `SOURCE.json`: the packages and versions, for the tests.
+- `SOURCE.json`: the packages and versions, for the tests; among them the pinned
+  `{EXAMPLES_PACKAGE}@{examples_version}`, whose every payload
+  `tests/unit/test_catalog_payloads.py` validates against the catalog (issue 11 §1).
+  `scripts/test-data.sh` (sourced by `scripts/test.sh`) installs it into the gitignored
+  `.cache/npm/webhooks-examples-{examples_version}/`: `api.github.com/index.json` (per
+  event the sample from GitHub's webhook documentation, then payloads octokit recorded
+  from real deliveries) and `ghes-31` to `ghes-35` (GitHub Enterprise Server 3.1-3.5).
 
-To look at one payload: `zcat examples.json.gz | jq '.push[1]'`.
+To look at one payload: `jq '.[] | select(.name == "push") | .examples[1]'
+.cache/npm/webhooks-examples-{examples_version}/api.github.com/index.json`.
 """
 
 
@@ -896,7 +906,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, default=CATALOG_DIR, help="catalog directory")
     parser.add_argument(
-        "--test-data", type=Path, help="also write the source and example payloads here"
+        "--test-data", type=Path, help="also write the source and the examples' pin here"
     )
     parser.add_argument("--examples-version", help=f"exact {EXAMPLES_PACKAGE} version")
     args = parser.parse_args(argv)
@@ -938,10 +948,7 @@ def _generate(args: argparse.Namespace) -> dict[str, str]:
         source = read_json(source_path)
         files = render_catalog(source, args.version)
         if args.test_data is not None:
-            examples_dir = fetch_package(EXAMPLES_PACKAGE, args.examples_version, Path(tmp))
-            write_test_data(
-                source, args.version, examples_dir, args.examples_version, args.test_data
-            )
+            write_test_data(source, args.version, args.examples_version, args.test_data)
     write_catalog(files, args.out)
     return files
 

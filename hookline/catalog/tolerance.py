@@ -18,7 +18,8 @@ So, applied by the generator to every cleaned schema (`tolerate`):
   or a value. An `enum`'s or `const`'s values become `examples`, so the schema still
   documents them, and give the `type` when the source has none;
 - a `format: date-time` string also accepts an integer (Unix seconds): GitHub sends
-  `installation.created_at` and push's `repository.created_at` that way;
+  push's `repository.created_at` so, and has sent `installation.created_at` so, which
+  its description types as a string only;
 - `allOf: [X]` typed `null` only (the source's spelling of "X or null" in a few
   places, which nothing can satisfy) becomes `anyOf: [X, null]`.
 
@@ -177,9 +178,11 @@ def _variants(schemas: list[Any]) -> list[Any]:
     """The distinct alternatives, a bare `anyOf` (only annotations beside it) flattened."""
     found: list[Any] = []
     for schema in schemas:
-        if isinstance(schema, dict) and "anyOf" in schema and set(schema) - _ANNOTATIONS == {
-            "anyOf"
-        }:
+        if (
+            isinstance(schema, dict)
+            and "anyOf" in schema
+            and set(schema) - _ANNOTATIONS == {"anyOf"}
+        ):
             found.extend(_variants(schema["anyOf"]))
         else:
             found.append(schema)
@@ -214,7 +217,9 @@ def merge(schemas: list[Any]) -> Any:
     names = sorted({name for v in variants for name in v.get("properties", {})})
     if names:
         out["properties"] = {
-            name: merge([v["properties"][name] for v in variants if name in v.get("properties", {})])
+            name: merge(
+                [v["properties"][name] for v in variants if name in v.get("properties", {})]
+            )
             for name in names
         }
     items = [v["items"] for v in variants if "items" in v]

@@ -37,7 +37,7 @@ IN_CATALOG = tuple(e for e in every_example() if e.event not in GHES_ONLY)
 
 def test_the_corpus_is_the_pinned_package() -> None:
     assert examples_dir().name == f"webhooks-examples-{recorded()['examples_version']}"
-    assert recorded()["examples"] == f"npm:@octokit/webhooks-examples@7.6.1"
+    assert recorded()["examples"] == "npm:@octokit/webhooks-examples@7.6.1"
     assert len(corpus(GITHUB_COM)) == 329
     assert len({e.event for e in corpus(GITHUB_COM)}) == 58
     assert [len(corpus(host)) for host in GHES] == [49, 49, 50, 124, 125]
