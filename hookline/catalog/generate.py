@@ -302,7 +302,9 @@ def _refs(node: Any) -> Iterator[str]:
 # --- bundling one event --------------------------------------------------------------
 
 
-def bundle(source: dict[str, Any], hooks: list[Webhook]) -> dict[str, Any]:
+def bundle(
+    source: dict[str, Any], hooks: list[Webhook], *, tolerant: bool = True
+) -> dict[str, Any]:
     """The JSON Schema of one event, self-contained and tolerant (issue 11 §1).
 
     Every component the event's schemas reach, transitively, is cleaned, made tolerant
@@ -310,6 +312,9 @@ def bundle(source: dict[str, Any], hooks: list[Webhook]) -> dict[str, Any]:
     under `$defs` with its component name. The root is the one schema of an event
     without actions, or the merge of its actions' schemas: one object schema that any
     action validates against, one GitHub adds later included. Then repeats are shared.
+
+    `tolerant=False` is the catalog before issue 11, GitHub's description as it stands
+    (only closed objects opened) and `anyOf` the actions: bench/catalog.py's baseline.
     """
     components: dict[str, Any] = source["components"]["schemas"]
     cleaned: dict[str, Any] = {}
@@ -320,13 +325,16 @@ def bundle(source: dict[str, Any], hooks: list[Webhook]) -> dict[str, Any]:
             continue
         if name not in components:
             raise ValueError(f"$ref to missing component {name!r}")
-        cleaned[name] = tolerate(_clean(components[name]))
+        cleaned[name] = tolerate(_clean(components[name])) if tolerant else _clean(components[name])
         pending.extend(_refs(cleaned[name]))
     for hook in hooks:
         if not isinstance(cleaned[hook.component], dict):
             raise ValueError(f"{hook.key}: the request body schema is not an object schema")
     bodies = list(dict.fromkeys(hook.component for hook in hooks))
-    if hooks[0].has_action:
+    if hooks[0].has_action and not tolerant:
+        root = {"anyOf": [{"$ref": _DEFS_PREFIX + name} for name in bodies]}
+        bodies = []  # the $defs the root refers to
+    elif hooks[0].has_action:
         root = merge([cleaned[name] for name in bodies])
         if not isinstance(root, dict) or "properties" not in root:
             raise ValueError(f"{hooks[0].event}: its actions do not merge into one object")
