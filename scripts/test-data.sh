@@ -11,6 +11,7 @@ _hl_version=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["
 _hl_dir=".cache/npm/webhooks-examples-$_hl_version"
 if ! grep -qs "\"version\": \"$_hl_version\"" "$_hl_dir/package.json"; then
   echo "== test data: @octokit/webhooks-examples@$_hl_version -> $_hl_dir"
+  command -v npm >/dev/null || { echo "npm is needed to install the test data (Debian: apt-get install npm)" >&2; return 1; }
   mkdir -p .cache/npm
   _hl_tmp=$(mktemp -d .cache/npm/.install.XXXXXX)
   (cd "$_hl_tmp" && npm pack "@octokit/webhooks-examples@$_hl_version" --silent >/dev/null \

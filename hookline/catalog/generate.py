@@ -331,6 +331,7 @@ def bundle(
         if not isinstance(cleaned[hook.component], dict):
             raise ValueError(f"{hook.key}: the request body schema is not an object schema")
     bodies = list(dict.fromkeys(hook.component for hook in hooks))
+    root: dict[str, Any]
     if hooks[0].has_action and not tolerant:
         root = {"anyOf": [{"$ref": _DEFS_PREFIX + name} for name in bodies]}
         bodies = []  # the $defs the root refers to

@@ -603,3 +603,20 @@ def test_unknown_catalog_is_refused_naming_the_known_ones() -> None:
         catalog_yaml("nope")
     with pytest.raises(ValueError, match="unknown catalog"):
         load_catalog("nope")
+
+
+def test_the_strict_baseline_is_githubs_description_as_it_stands() -> None:
+    """bench/catalog.py's baseline, `bundle(..., tolerant=False)`: the catalog before
+    issue 11, which refused an example the tolerant schema accepts."""
+    hooks = gen.events(source())["branch_protection_rule"]
+    strict = gen.bundle(source(), hooks, tolerant=False)
+    assert [b["$ref"] for b in strict["anyOf"]] == [
+        "#/$defs/webhook-branch-protection-rule-created",
+        "#/$defs/webhook-branch-protection-rule-deleted",
+        "#/$defs/webhook-branch-protection-rule-edited",
+    ]
+    assert '"required"' in json.dumps(strict) and '"enum"' in json.dumps(strict)
+    payload = example("branch_protection_rule", "created")
+    validator = jsonschema_rs.Draft202012Validator(strict, validate_formats=False)
+    assert not validator.is_valid(payload)
+    assert compiled("branch_protection_rule").validate(payload) == []

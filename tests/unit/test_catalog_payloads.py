@@ -12,14 +12,17 @@ what is not that event: a top-level field of the wrong type.
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from hookline.receiver.eventtypes import jsonpath_of
 from tests.support.github_corpus import (
+    ENV,
     GHES,
     GITHUB_COM,
+    CorpusMissing,
     Example,
     catalog,
     compiled,
@@ -155,3 +158,14 @@ def test_repository_and_action_of_the_wrong_type_are_refused() -> None:
         body = {**protection.payload, field: value}
         issues = compiled("branch_protection_rule").validate(body)
         assert [(i.path, i.message) for i in issues] == [(f"$.{field}", message)]
+
+
+def test_a_missing_corpus_fails_saying_how_to_install_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(ENV, str(tmp_path))
+    with pytest.raises(CorpusMissing, match=r"run `source scripts/test-data.sh`"):
+        examples_dir()
+    (tmp_path / "package.json").write_text('{"version": "7.5.0"}')
+    with pytest.raises(CorpusMissing, match=r"found 7\.5\.0"):
+        examples_dir()
