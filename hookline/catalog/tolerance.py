@@ -139,8 +139,9 @@ def tolerate(node: Any) -> Any:
             out[key] = value
     if values:
         out["examples"] = _unique(values)
-        if "type" not in out and not any(k in out for k in ("$ref", "allOf", "anyOf")):
-            _set_types(out, [_json_type(v) for v in values if not isinstance(v, list | dict)])
+        scalars = [_json_type(v) for v in values if not isinstance(v, list | dict)]
+        if scalars and "type" not in out and not any(k in out for k in ("$ref", "allOf", "anyOf")):
+            _set_types(out, scalars)
     types = _types(out)
     if out.get("format") == "date-time" and types is not None and "string" in types:
         _set_types(out, [*types, "integer"])  # Unix seconds (installation.created_at)

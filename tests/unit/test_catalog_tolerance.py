@@ -75,6 +75,8 @@ def test_tolerate_refuses_what_relaxing_would_turn_around() -> None:
     with pytest.raises(ValueError, match="not: relaxing inside it"):
         tolerate({"not": {"enum": ["x"]}})
     assert tolerate(True) is True
+    # Values that are arrays or objects document, but do not name, a type.
+    assert tolerate({"enum": [[1], [2]]}) == {"examples": [[1], [2]]}
 
 
 def test_merge_unions_fields_and_types() -> None:
