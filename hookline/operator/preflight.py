@@ -177,30 +177,34 @@ _STANDALONE = (
 )
 
 
+def create_command(peering: Peering) -> str:
+    """The shell command that creates the peering object (one per namespace if namespaced)."""
+    where = "" if peering.namespaces == (None,) else " -n <namespace>"
+    return f"echo '{peering.manifest()}' | kubectl apply{where} -f -"
+
+
 def peering_crd_line(peering: Peering) -> str:
-    """kopf's peering CRD is not served: kopf pauses the operator for good."""
+    """kopf's peering CRD is not served: kopf pauses the operator until it is."""
     return (
         f"peering is mandatory and the API server does not serve {peering.resource.name} "
         f"(kopf's peering CRD {peering.plural}.kopf.dev): the operator does nothing until "
         f"it does and {peering.kind} {peering.name!r} exists; install it with "
-        f"`{PEERING_CRD_COMMAND}`, then create the object, {_STANDALONE}"
+        f"`{PEERING_CRD_COMMAND}`, then create the object with `{create_command(peering)}`, "
+        f"{_STANDALONE}"
     )
 
 
 def peering_object_line(peering: Peering, missing: Iterable[str | None]) -> str:
     """The CRD is served, the object is not there: kopf waits for it."""
     missing = list(missing)
-    create = f"echo '{peering.manifest()}' | kubectl apply -f -"
-    if missing == [None]:
-        what = f"{peering.kind} {peering.name!r} does not exist"
-        how = f"create it: `{create}`"
-    else:
-        where = ", ".join(str(ns) for ns in missing)
-        what = f"{peering.kind} {peering.name!r} does not exist in namespace(s) {where}"
-        how = f"create it in each: `{create.replace('apply', 'apply -n <namespace>')}`"
+    what = f"{peering.kind} {peering.name!r} does not exist"
+    how = "create it"
+    if missing != [None]:
+        what += f" in namespace(s) {', '.join(str(ns) for ns in missing)}"
+        how += " in each"
     return (
         f"peering is mandatory and {what}: the operator does nothing until it does; "
-        f"{how}, {_STANDALONE}"
+        f"{how}: `{create_command(peering)}`, {_STANDALONE}"
     )
 
 
