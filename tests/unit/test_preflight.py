@@ -161,7 +161,7 @@ def test_the_peering_lines_say_what_is_missing_and_how_to_fix_it() -> None:
     crd = peering_crd_line(cluster)
     assert "does not serve kopf.dev/v1/clusterkopfpeerings" in crd
     assert PEERING_CRD_COMMAND in crd and "HOOKLINE_PEERING_STANDALONE=true" in crd
-    assert "then create the object with `echo '{\"apiVersion\":\"kopf.dev/v1\"," in crd
+    assert 'then create the object with `echo \'{"apiVersion":"kopf.dev/v1",' in crd
 
 
 def test_the_commands_in_the_lines_name_files_that_exist() -> None:
