@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 import kopf
 
-from . import annotation_handlers, handlers, timers
+from . import annotation_handlers, handlers, preflight, timers
 from .context import OperatorContext
 from .generated import ensure_admin_token
 from .ids import RECONCILER_DAEMON, STATS_TIMER
@@ -105,11 +105,16 @@ def register_lifecycle(registry: kopf.OperatorRegistry, ctx: OperatorContext) ->
         assert ctx.session is not None
         ctx.connection = info
         ctx.kube_client = KubeClient(info, ctx.session)
+        # Issue 11 §3: say what is missing (peering object, CRDs, built-in resources)
+        # rather than wait in silence; a background task, as kopf pauses every handler
+        # while the peering object is missing. Before the admin token: that needs Secrets.
+        preflight.start(ctx)
         await ensure_admin_token(ctx)
         return info
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(**_: Any) -> None:
+        await preflight.stop(ctx)
         if ctx.session is not None:
             await ctx.session.close()
             ctx.session = None

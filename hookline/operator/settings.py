@@ -426,6 +426,15 @@ class OperatorSettings(BaseModel):
             "current configuration, and compares the receiver's objects for drift."
         ),
     )
+    preflight_interval: float = Field(
+        default=30.0,
+        gt=0,
+        description=(
+            "HOOKLINE_PREFLIGHT_INTERVAL: seconds between repeats of the start-up check's "
+            "lines while the peering object or an API resource the operator needs is "
+            "missing (hookline.operator.preflight)."
+        ),
+    )
 
     # --- field checks -----------------------------------------------------------------
 
@@ -455,7 +464,9 @@ class OperatorSettings(BaseModel):
     def _json_values(cls, value: Any) -> Any:
         return _json(value)
 
-    @field_validator("stats_interval", "config_debounce", "resync_interval", mode="before")
+    @field_validator(
+        "stats_interval", "config_debounce", "resync_interval", "preflight_interval", mode="before"
+    )
     @classmethod
     def _intervals(cls, value: Any) -> Any:
         return _seconds(value)

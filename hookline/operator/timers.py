@@ -22,6 +22,7 @@ import kopf
 from ..api.common import parse_duration
 from ..receiver.client import ReceiverError, ReceiverUnavailable
 from .ids import STATS_TIMER
+from .kube import KubeError, KubeUnavailable
 from .reconcile import indexes_of, reconciler_of
 from .settings import OperatorSettings
 
@@ -87,5 +88,10 @@ def register(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
             # normal and the Ready condition already says so. Nothing is written: the
             # last known counters stay (no flapping to zeros).
             log.debug("statuses not updated from the receivers' stats: %s", exc)
+            return
+        except (KubeError, KubeUnavailable) as exc:
+            # Finding the replicas failed (e.g. EndpointSlices not served, which the
+            # start-up check names): one line, not a traceback every interval (issue 11 §3).
+            log.warning("statuses not updated: cannot find the receiver replicas: %s", exc)
             return
         await reconciler_of(ctx).refresh_stats(stats, indexes_of(kwargs))
