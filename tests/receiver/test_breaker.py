@@ -20,6 +20,7 @@ from typing import Any
 
 import jsonschema
 import pytest
+import yaml
 
 from hookline.receiver import Settings, create_admin_app, create_app
 from hookline.receiver.breaker import Breakers
@@ -215,3 +216,29 @@ async def test_a_run_of_network_errors_trips_it(tmp_path: Path, aiohttp_client: 
     assert pool["circuitBreaker"]["windowRequests"] == 5
     assert pool["circuitBreaker"]["trips"] == 1
     assert "cannot connect" in pool["circuitBreaker"]["lastError"]
+
+
+async def test_a_changed_circuit_breaker_applies_to_the_running_breaker(
+    tmp_path: Path, aiohttp_client: MakeClient, sink: Sink
+) -> None:
+    from hookline.receiver.app import reload_config
+
+    sink.default = 503
+    receiver = await start_receiver(tmp_path, aiohttp_client, _half_broken(sink.url("/pool")))
+    dispatcher = _dispatcher(receiver)
+    for n in range(3):
+        assert (await receiver.post("half", f'{{"n": {n}}}'.encode())).status == 202
+    await dispatcher.run_once()
+    assert (await _pool(receiver))["breaker"] == "closed"  # 3 of the default 20 requests
+    breaker = dispatcher.breakers.get(KEY, "pool")
+
+    documents = _half_broken(sink.url("/pool"), circuitBreaker={"minRequests": 4})
+    (receiver.manifests / "webhooks.yaml").write_text(yaml.safe_dump_all(documents))
+    await reload_config(receiver.ingest.app)
+    assert dispatcher.breakers.get(KEY, "pool") is breaker  # the same, reconfigured
+    assert breaker.settings.min_requests == 4
+    assert (await receiver.post("half", b'{"n": 3}')).status == 202
+    await dispatcher.run_once()  # 4 of 4 in the window failed: that now trips it
+    pool = await _pool(receiver)
+    assert pool["breaker"] == "open"
+    assert pool["circuitBreaker"]["windowRequests"] == 4
