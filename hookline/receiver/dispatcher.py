@@ -35,8 +35,8 @@ log = logging.getLogger(__name__)
 
 # A lease outlives the longest send it covers: the destination's timeout plus this.
 LEASE_MARGIN = 30.0
-# A row claimed while its destination's half-open probe is out is looked at again after
-# this long. (Rows of an open breaker are not claimed at all.)
+# A row claimed while all of its destination's half-open probes are out is looked at
+# again after this long. (Rows of an open breaker are not claimed at all.)
 DEFER_SECONDS = 5.0
 
 
