@@ -314,6 +314,84 @@ class Retry(Model):
         return self
 
 
+class CircuitBreaker(Model):
+    """When the dispatcher stops sending to a destination for a while (issue 11 §2).
+
+    A breaker spares a destination that is down; it must not starve one that works
+    part of the time (a pool with one of two pods down answers 503 to half). So it
+    trips on a failure rate over a window of recent requests, not on a handful of
+    failures in a row, or on a run of network errors (nothing answers at all). Open,
+    it waits a cool-down, then lets `halfOpenProbes` requests through and closes if at
+    least `successRate` of them succeeded; otherwise it opens again with the cool-down
+    doubled, up to `maxCoolDown`.
+    """
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            "!has(self.coolDown) || !has(self.maxCoolDown) || "
+            "duration(self.coolDown) <= duration(self.maxCoolDown)",
+            "coolDown must not be longer than maxCoolDown",
+        )
+    )
+
+    failure_rate: float = Field(
+        default=0.9,
+        gt=0.0,
+        le=1.0,
+        description=(
+            "Trip when at least this share (0..1] of the requests in the window failed "
+            "(5xx, 408, 429, timeouts, network errors)."
+        ),
+    )
+    min_requests: int = Field(
+        default=20,
+        ge=1,
+        le=100000,
+        description="Requests the window must hold before its failure rate can trip it.",
+    )
+    window: PositiveDuration = Field(
+        default="1m", description="How far back the failure rate counts."
+    )
+    consecutive_network_errors: int = Field(
+        default=5,
+        ge=0,
+        le=100000,
+        description=(
+            "Also trip after this many network errors in a row (connection refused, "
+            "reset, timed out: no HTTP answer), however few requests; 0 turns this off."
+        ),
+    )
+    cool_down: PositiveDuration = Field(
+        default="30s", description="How long the breaker stays open before probing."
+    )
+    max_cool_down: PositiveDuration = Field(
+        default="5m",
+        description="The cool-down doubles each time the probes fail, up to this.",
+    )
+    half_open_probes: int = Field(
+        default=5,
+        ge=1,
+        le=1000,
+        description="Requests let through after a cool-down to test the destination.",
+    )
+    success_rate: float = Field(
+        default=0.5,
+        gt=0.0,
+        le=1.0,
+        description=(
+            "Close when at least this share (0..1] of the probes succeeded; otherwise open again."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _cool_down_bounds(self) -> CircuitBreaker:
+        if parse_duration(self.cool_down) > parse_duration(self.max_cool_down):
+            raise ValueError(
+                f"coolDown {self.cool_down} is longer than maxCoolDown {self.max_cool_down}"
+            )
+        return self
+
+
 class Destination(Model):
     """Where accepted events go."""
 
@@ -339,6 +417,13 @@ class Destination(Model):
     )
     signing: Signing | None = None
     retry: Retry = Field(default_factory=Retry)
+    circuit_breaker: CircuitBreaker = Field(
+        default_factory=CircuitBreaker,
+        description=(
+            "When sends to this destination pause: a failure rate over a window, or a "
+            "run of network errors, opens the breaker; probes after a cool-down close it."
+        ),
+    )
 
     @model_validator(mode="after")
     def _url_or_service(self) -> Destination:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from aiohttp import web
@@ -21,6 +21,7 @@ from ..store.base import (
     StoreUnavailable,
 )
 from .admin_auth import ADMIN_TOKEN
+from .breaker import BreakerStats
 from .bundle import compile_bundle
 from .config import describe
 from .openapi import OPENAPI
@@ -199,20 +200,19 @@ async def stats(request: web.Request) -> web.Response:
     except StoreUnavailable as exc:
         return problem(503, "store_unavailable", str(exc))
     breakers = state.dispatcher.breakers.snapshot() if state.dispatcher else {}
+    state.metrics.export_breakers(breakers)
     suspended = state.dispatcher.suspended if state.dispatcher else {}
     destinations: dict[str, dict[str, Any]] = {}
     for (webhook, name), c in sorted(outbox.items()):
         breaker = breakers.get((webhook, name))
         state.metrics.queue_depth.labels(webhook, name).set(c.pending)
-        state.metrics.breaker_open.labels(webhook, name).set(
-            0 if breaker is None or breaker.state == "closed" else 1
-        )
         destinations.setdefault(webhook, {})[name] = {
             "pending": c.pending,
             "delivered": c.delivered,
             "failed": c.failed,
             "deadLettered": c.dead_lettered,
             "breaker": breaker.state if breaker else "closed",
+            "circuitBreaker": _breaker(state, breaker) if breaker else None,
             "suspended": (webhook, name) in suspended,
             "lastError": c.last_error,
             "lastErrorAt": _time(c.last_error_at),
@@ -255,6 +255,33 @@ async def stats(request: web.Request) -> web.Response:
             "loadedAt": _time(state.loaded_at),
         }
     )
+
+
+def _breaker(state: ReceiverState, breaker: BreakerStats) -> dict[str, Any]:
+    """A breaker's state and what its window saw (issue 11 §2); its monotonic clock
+    times as wall-clock times."""
+    now, mono = state.now(), state.settings.monotonic()
+
+    def wall(at: float | None) -> str | None:
+        return None if at is None else _time(now + timedelta(seconds=at - mono))
+
+    return {
+        "state": breaker.state,
+        "failureRate": breaker.failure_rate,
+        "windowRequests": breaker.window_requests,
+        "windowFailures": breaker.window_failures,
+        "consecutiveNetworkErrors": breaker.consecutive_network_errors,
+        "openedAt": wall(breaker.opened_at),
+        "nextProbeAt": wall(breaker.next_probe_at),
+        "coolDownSeconds": breaker.cooldown,
+        "probes": {
+            "sent": breaker.probes_sent,
+            "succeeded": breaker.probe_successes,
+            "failed": breaker.probe_failures,
+        },
+        "trips": breaker.trips,
+        "lastError": breaker.last_error,
+    }
 
 
 def _outbox_totals(destinations: dict[str, dict[str, Any]]) -> dict[str, int]:
@@ -361,7 +388,10 @@ async def put_config(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    body = generate_latest(_state(request).metrics.registry)
+    state = _state(request)
+    if state.dispatcher is not None:
+        state.metrics.export_breakers(state.dispatcher.breakers.snapshot())
+    body = generate_latest(state.metrics.registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from ..store.base import CorruptRecord, Store, StoreUnavailable
 from ..store.outbox import Attempt, OutboxTask, Outcome
-from .breaker import Breakers
+from .breaker import Breakers, BreakerSettings, Key
 from .config import ReceiverConfig
 from .forward import build_request, send
 from .metrics import Metrics
@@ -35,8 +35,8 @@ log = logging.getLogger(__name__)
 
 # A lease outlives the longest send it covers: the destination's timeout plus this.
 LEASE_MARGIN = 30.0
-# A row claimed while its destination's half-open probe is out is looked at again after
-# this long. (Rows of an open breaker are not claimed at all.)
+# A row claimed while all of its destination's half-open probes are out is looked at
+# again after this long. (Rows of an open breaker are not claimed at all.)
 DEFER_SECONDS = 5.0
 
 
@@ -64,11 +64,15 @@ class Dispatcher:
     suspended: dict[tuple[str, str], str] = field(default_factory=dict)
     _inflight: set[asyncio.Task[None]] = field(default_factory=set)
 
+    def __post_init__(self) -> None:
+        self.breakers.configure(breaker_settings(self.config))
+
     # --- configuration ---
 
     def use(self, config: ReceiverConfig) -> None:
-        """Serve a new configuration: suspensions and breakers of destinations that
-        changed or disappeared are forgotten."""
+        """Serve a new configuration: suspensions of destinations that changed or
+        disappeared are forgotten, so are their breakers if they disappeared; the others
+        take the destination's circuitBreaker settings (issue 11 §2)."""
         old = self.config
         self.config = config
         keys = set()
@@ -85,7 +89,7 @@ class Dispatcher:
                 or (previous.fingerprint != current.fingerprint)
             ):
                 del self.suspended[key]
-        self.breakers.retain(keys)
+        self.breakers.configure(breaker_settings(config))
 
     # --- the loop ---
 
@@ -213,8 +217,9 @@ class Dispatcher:
             return
         key = (task.webhook, task.destination)
         breaker = self.breakers.get(*key)
-        if not breaker.allow():
-            # Another row of this destination is the half-open probe: look again soon.
+        permit = breaker.allow()
+        if permit is None:
+            # This half-open round's probes are all out: look again soon.
             await self._finish(
                 task, "deferred", next_attempt_at=now + timedelta(seconds=DEFER_SECONDS)
             )
@@ -223,9 +228,11 @@ class Dispatcher:
             record = await self.store.get(task.delivery_id)
         except CorruptRecord as exc:
             # Claiming it again would meet the same bytes: fail the row, visibly.
+            breaker.release(permit)
             await self._fail_unsent(task, now, str(exc))
             return
         if record is None:
+            breaker.release(permit)
             await self._fail_unsent(task, now, "the delivery was purged before it could be sent")
             return
         request = build_request(dest, record, task.body, now)
@@ -237,11 +244,14 @@ class Dispatcher:
         verdict = classify(result.status, result.error, refused=result.refused)
         error = result.error or ("" if verdict.kind == "delivered" else verdict.reason)
         if verdict.kind == "delivered":
-            breaker.record_success()
+            breaker.record_success(permit)
             outcome: Outcome = "delivered"
             next_at = None
         elif verdict.kind == "retry":
-            breaker.record_failure(error)
+            # No HTTP answer at all: a run of these trips the breaker on its own.
+            if breaker.record_failure(permit, error, network=result.status is None):
+                self.metrics.breaker_trips.labels(*key).inc()
+                log.warning("circuit breaker of %s/%s opened", *key)
             retry_after = parse_retry_after(result.retry_after, now)
             next_at = policy.next_attempt(
                 task.attempts + 1, task.created_at, now, retry_after, self.rng
@@ -250,7 +260,7 @@ class Dispatcher:
         else:
             # 4xx: the destination answered, so it is up (not a breaker failure); the
             # request itself is what it refuses.
-            breaker.record_success()
+            breaker.record_success(permit)
             outcome, next_at = "failed", None
             if verdict.kind == "suspend":
                 self.suspended[key] = error
@@ -282,3 +292,12 @@ class Dispatcher:
             response=response[:1024],
             outcome=outcome,
         )
+
+
+def breaker_settings(config: ReceiverConfig) -> dict[Key, BreakerSettings]:
+    """Each configured destination's circuitBreaker settings (issue 11 §2)."""
+    return {
+        (route.key, dest.name): BreakerSettings.from_spec(dest.spec.circuit_breaker)
+        for route in config.routes.values()
+        for dest in route.destinations
+    }

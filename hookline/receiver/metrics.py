@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics_core import HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
+
+from .breaker import STATES, BreakerStats, Key
 
 # Labels of hookline_requests: (webhook, status, code).
 RequestLabels = tuple[str, str, str]
@@ -61,6 +63,7 @@ class Metrics:
         # Label children of the counter every request touches, cached: labels()
         # validates its arguments and takes a lock on each call (issue 3's benchmark).
         self._request_children: dict[RequestLabels, Counter] = {}
+        self._breaker_keys: set[Key] = set()
         self.ingest_seconds = LoopHistogram(
             "hookline_ingest_seconds",
             "Time from request to answer, including the durable commit.",
@@ -110,11 +113,45 @@ class Metrics:
             ["webhook", "destination"],
             registry=self.registry,
         )
+        # Issue 11 §2: which state, how often it tripped, and what its window saw.
+        self.breaker_state = Gauge(
+            "hookline_destination_breaker_state",
+            "1 for the state the destination's circuit breaker is in, 0 for the others.",
+            ["webhook", "destination", "state"],
+            registry=self.registry,
+        )
+        self.breaker_trips = Counter(
+            "hookline_destination_breaker_trips",
+            "Times the destination's circuit breaker opened from closed.",
+            ["webhook", "destination"],
+            registry=self.registry,
+        )
+        self.breaker_failure_rate = Gauge(
+            "hookline_destination_breaker_failure_rate",
+            "Share of the requests in the breaker's window that failed (0 when empty).",
+            ["webhook", "destination"],
+            registry=self.registry,
+        )
         self.purged = Counter(
             "hookline_purged_deliveries",
             "Delivery records deleted after their retention.",
             registry=self.registry,
         )
+
+    def export_breakers(self, breakers: Mapping[Key, BreakerStats]) -> None:
+        """Set the breaker gauges from a snapshot (read with /metrics and the stats);
+        series of breakers that are gone are removed."""
+        for key in self._breaker_keys - set(breakers):
+            self.breaker_open.remove(*key)
+            self.breaker_failure_rate.remove(*key)
+            for state in STATES:
+                self.breaker_state.remove(*key, state)
+        self._breaker_keys = set(breakers)
+        for key, breaker in breakers.items():
+            self.breaker_open.labels(*key).set(0 if breaker.state == "closed" else 1)
+            self.breaker_failure_rate.labels(*key).set(breaker.failure_rate or 0.0)
+            for state in STATES:
+                self.breaker_state.labels(*key, state).set(1 if breaker.state == state else 0)
 
     def count_request(self, webhook: str, status: str, code: str) -> None:
         """hookline_requests{webhook, status, code} += 1."""

@@ -18,6 +18,8 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 _ERROR = _json(_ref("Error"), "An error with a stable code and a message.")
 _NULLABLE_STRING = {"type": ["string", "null"]}
 _TIME = {"type": ["string", "null"], "format": "date-time"}
+_OUTBOX_COUNTS = ("delivered", "failed", "deadLettered", "pending")
+_BREAKER_STATE = {"type": "string", "enum": ["closed", "open", "half_open"]}
 
 
 def _param(name: str, description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -446,6 +448,56 @@ OPENAPI: dict[str, Any] = {
                     "lastReceivedAt": _TIME,
                     "lastDeliveryID": _NULLABLE_STRING,
                     "lastError": _NULLABLE_STRING,
+                    **{name: {"type": "integer"} for name in _OUTBOX_COUNTS},
+                    "destinations": {
+                        "type": "object",
+                        "additionalProperties": _ref("DestinationCounters"),
+                    },
+                },
+            },
+            "DestinationCounters": {
+                "type": "object",
+                "properties": {
+                    **{name: {"type": "integer"} for name in _OUTBOX_COUNTS},
+                    "breaker": _BREAKER_STATE,
+                    "circuitBreaker": {"oneOf": [_ref("CircuitBreaker"), {"type": "null"}]},
+                    "suspended": {"type": "boolean"},
+                    "lastError": _NULLABLE_STRING,
+                    "lastErrorAt": _TIME,
+                },
+            },
+            "CircuitBreaker": {
+                "type": "object",
+                "description": (
+                    "The destination's circuit breaker in this receiver process (issue 11 "
+                    "§2): it opens when failureRate of the requests in its window failed "
+                    "(given minRequests), or after a run of network errors; after the "
+                    "cool-down, half-open probes close it or open it again."
+                ),
+                "properties": {
+                    "state": _BREAKER_STATE,
+                    "failureRate": {
+                        "type": ["number", "null"],
+                        "description": "Failed share of the window's requests; null if none.",
+                    },
+                    "windowRequests": {"type": "integer"},
+                    "windowFailures": {"type": "integer"},
+                    "consecutiveNetworkErrors": {"type": "integer"},
+                    "openedAt": {**_TIME, "description": "When it last opened; null: closed."},
+                    "nextProbeAt": {
+                        **_TIME,
+                        "description": "When probes may go (again); null while closed.",
+                    },
+                    "coolDownSeconds": {"type": "number"},
+                    "probes": {
+                        "type": "object",
+                        "description": "The current half-open round.",
+                        "properties": {
+                            name: {"type": "integer"} for name in ("sent", "succeeded", "failed")
+                        },
+                    },
+                    "trips": {"type": "integer", "description": "Times it opened from closed."},
+                    "lastError": {"type": "string"},
                 },
             },
             "EventFilterCounters": {

@@ -56,6 +56,8 @@ def _documents(sink: Sink) -> list[dict[str, Any]]:
                         "secretRef": {"name": "signing", "key": "standard"},
                     },
                     "retry": retry,
+                    # Small, so that a handful of rows trips it and shows the probes.
+                    "circuitBreaker": {"minRequests": 3, "halfOpenProbes": 2, "successRate": 1},
                 },
                 {
                     "name": "pushes-only",
@@ -88,7 +90,7 @@ def dispatcher(receiver: Receiver) -> Dispatcher:
         config=state.config,
         metrics=state.metrics,
         now=state.now,
-        breakers=Breakers(threshold=3, cooldown=30, clock=receiver.monotonic),
+        breakers=Breakers(clock=receiver.monotonic),
         rng=random.Random(7),
         wakeup=state.dispatch_wakeup,
     )
@@ -269,22 +271,28 @@ async def test_breaker_holds_rows_instead_of_burning_attempts(
     sink.default = 503
     for _ in range(3):
         await _deliver(receiver)
-    await dispatcher.run_once()  # three failures: the breaker (threshold 3) opens
-    stats = await (await receiver.admin.get("/api/v1/stats")).json()
-    assert stats["webhooks"][f"{NS}/fwd"]["destinations"]["bot"]["breaker"] == "open"
-    receiver.wall.advance(3600)
-    waiting = await _deliver(receiver)
-    assert await dispatcher.run_once() == 0  # open: its rows are not even claimed
-    assert (await receiver.delivery(waiting))["attempts"] == []
-    sink.default = 200
-    receiver.monotonic.advance(30)  # cool-down over: one probe goes, the others wait
-    await dispatcher.run_once()
+    await dispatcher.run_once()  # 3 of 3 failed (minRequests 3): the breaker opens
     stats = await (await receiver.admin.get("/api/v1/stats")).json()
     bot = stats["webhooks"][f"{NS}/fwd"]["destinations"]["bot"]
-    assert bot["breaker"] == "closed"
+    assert bot["breaker"] == "open"
+    assert bot["circuitBreaker"]["trips"] == 1
+    assert bot["circuitBreaker"]["nextProbeAt"] == "2027-01-15T08:00:30Z"  # the cool-down
+    receiver.wall.advance(3600)
+    waiting = [await _deliver(receiver) for _ in range(4)]
+    sink.received.clear()
+    assert await dispatcher.run_once() == 0  # open: its rows are not even claimed
+    assert (await receiver.delivery(waiting[0]))["attempts"] == []
+    sink.default = 200
+    receiver.monotonic.advance(30)  # cool-down over: two probes go, the others wait
+    await dispatcher.run_once()
+    assert len(sink.received) == 2
+    stats = await (await receiver.admin.get("/api/v1/stats")).json()
+    bot = stats["webhooks"][f"{NS}/fwd"]["destinations"]["bot"]
+    assert bot["breaker"] == "closed"  # both succeeded (successRate 1)
     receiver.wall.advance(5)
     await dispatcher.run_once()
-    assert (await receiver.delivery(waiting))["destinations"][0]["state"] == "delivered"
+    for delivery in waiting:
+        assert (await receiver.delivery(delivery))["destinations"][0]["state"] == "delivered"
 
 
 async def test_gone_suspends_the_destination(

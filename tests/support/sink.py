@@ -17,6 +17,7 @@ class Received:
     path: str
     headers: dict[str, str]
     body: bytes
+    status: int = 0  # what the sink answered
 
 
 @dataclass
@@ -27,6 +28,9 @@ class Sink:
     received: list[Received] = field(default_factory=list)
     server: TestServer | None = None
     delay: float = 0.0  # seconds before answering: a slow destination
+    # Chooses the status when the script is empty, instead of `default` (e.g. 503 to
+    # half the requests at random: issue 11 §2).
+    answer: Callable[[], int] | None = None
     _arrived: asyncio.Condition = field(default_factory=asyncio.Condition)
 
     def url(self, path: str = "/events") -> str:
@@ -40,12 +44,15 @@ class Sink:
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.read()
-        self.received.append(Received(request.path, dict(request.headers), body))
+        if self.script:
+            status, headers = self.script.popleft()
+        else:
+            status, headers = (self.answer() if self.answer else self.default), {}
+        self.received.append(Received(request.path, dict(request.headers), body, status))
         async with self._arrived:
             self._arrived.notify_all()
         if self.delay:
             await asyncio.sleep(self.delay)
-        status, headers = self.script.popleft() if self.script else (self.default, {})
         return web.json_response({"status": status}, status=status, headers=headers)
 
     async def start(self) -> Sink:

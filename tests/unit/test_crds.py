@@ -151,6 +151,30 @@ ADMISSION_REFUSALS = [
         ),
         "needs auth.type github",
     ),
+    (
+        _webhook(
+            destinations=[
+                {
+                    "name": "d",
+                    "url": "http://a",
+                    "circuitBreaker": {"coolDown": "10m", "maxCoolDown": "5m"},
+                }
+            ]
+        ),
+        "coolDown must not be longer than maxCoolDown",
+    ),
+    (
+        _webhook(
+            destinations=[{"name": "d", "url": "http://a", "circuitBreaker": {"failureRate": 0}}]
+        ),
+        "failureRate",
+    ),
+    (
+        _webhook(
+            destinations=[{"name": "d", "url": "http://a", "circuitBreaker": {"window": "1 min"}}]
+        ),
+        "window",
+    ),
     (_webhook(auth={"type": "oauth"}), "auth.type"),
     (_webhook(retention="30 days"), "retention"),
     (_webhook(eventTypes=[{"name": "a", "type": "b"}]), "by name or by type"),

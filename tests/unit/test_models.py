@@ -165,6 +165,42 @@ BAD_WEBHOOKS = [
         "longer than maxBackoff",
     ),
     (
+        "spec.destinations.0.circuitBreaker",
+        {"coolDown": "10m", "maxCoolDown": "5m"},
+        "spec.destinations[0].circuitBreaker",
+        "longer than maxCoolDown",
+    ),
+    (
+        "spec.destinations.0.circuitBreaker",
+        {"coolDown": "10m"},  # longer than the default maxCoolDown, 5m
+        "spec.destinations[0].circuitBreaker",
+        "longer than maxCoolDown",
+    ),
+    (
+        "spec.destinations.0.circuitBreaker",
+        {"failureRate": 0},
+        "spec.destinations[0].circuitBreaker.failureRate",
+        "greater than 0",
+    ),
+    (
+        "spec.destinations.0.circuitBreaker",
+        {"successRate": 1.5},
+        "spec.destinations[0].circuitBreaker.successRate",
+        "less than or equal to 1",
+    ),
+    (
+        "spec.destinations.0.circuitBreaker",
+        {"minRequests": 0},
+        "spec.destinations[0].circuitBreaker.minRequests",
+        "greater than or equal to 1",
+    ),
+    (
+        "spec.destinations.0.circuitBreaker",
+        {"window": "1 minute"},
+        "spec.destinations[0].circuitBreaker.window",
+        "not a duration",
+    ),
+    (
         "spec.destinations.0.headers",
         {"Bad Header": "x"},
         "spec.destinations[0].headers['Bad Header']",
