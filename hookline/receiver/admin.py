@@ -253,8 +253,15 @@ async def stats(request: web.Request) -> web.Response:
             "eventTypes": event_types,
             "config": describe(state.config),
             "loadedAt": _time(state.loaded_at),
+            "outbox": _backlog(state),
         }
     )
+
+
+def _backlog(state: ReceiverState) -> dict[str, Any]:
+    """The outbox backlog bound (issue 11 §4), from the in-memory counts."""
+    report = state.backlog.report()
+    return {"backlog": report.backlog, "bound": report.bound, "waiting": report.waiting}
 
 
 def _outbox_totals(destinations: dict[str, dict[str, Any]]) -> dict[str, int]:

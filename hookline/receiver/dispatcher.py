@@ -38,6 +38,8 @@ LEASE_MARGIN = 30.0
 # A row claimed while its destination's half-open probe is out is looked at again after
 # this long. (Rows of an open breaker are not claimed at all.)
 DEFER_SECONDS = 5.0
+# Outcomes after which a row is no longer pending.
+_SETTLED = frozenset({"delivered", "failed", "dead_lettered"})
 
 
 def owner_id() -> str:
@@ -62,6 +64,9 @@ class Dispatcher:
     # Destinations that answered 410 Gone: left alone until their Webhook's spec
     # changes (a new configuration) — a person has to look at them.
     suspended: dict[tuple[str, str], str] = field(default_factory=dict)
+    # Told of every row that left pending (delivered, failed, dead-lettered), with its
+    # webhook and destination: the backlog bound's counts (issue 11 §4).
+    on_settled: Callable[[str, str], None] | None = None
     _inflight: set[asyncio.Task[None]] = field(default_factory=set)
 
     # --- configuration ---
@@ -188,6 +193,8 @@ class Dispatcher:
         )
         if not kept:
             log.warning("lease on outbox row %s expired before it was finished", task.id)
+        elif self.on_settled is not None and outcome in _SETTLED:
+            self.on_settled(task.webhook, task.destination)
         self.metrics.attempts.labels(task.webhook, task.destination, outcome).inc()
 
     async def _fail_unsent(self, task: OutboxTask, now: datetime, why: str) -> None:
