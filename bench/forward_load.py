@@ -185,6 +185,11 @@ class Run:
         return forwarded / max(1, accepted)
 
     @property
+    def load_seconds(self) -> float:
+        """From the look before the load to the last look under it."""
+        return self.samples[-1].at - self.samples[0].at
+
+    @property
     def max_backlog(self) -> int:
         return max(s.pending for s in self.samples)
 
@@ -258,11 +263,16 @@ def measure(
         )  # fmt: skip
         while client.poll() is None:
             time.sleep(SAMPLE)
-            run.samples.append(_sample(server, started))
+            sample = _sample(server, started)
+            # Only samples taken under load: once the client stops, the dispatcher
+            # drains without competition and would flatter the ratio.
+            if client.poll() is None:
+                run.samples.append(sample)
         out, err = client.communicate()
         if client.returncode != 0:
             raise RuntimeError(f"the load client failed:\n{out}\n{err}")
-        run.samples.append(_sample(server, started))
+        if len(run.samples) < 4:
+            raise RuntimeError(f"{label}: too few samples under load: {run.samples}")
         answers = json.loads(out.strip().splitlines()[-1])
         run.statuses, run.codes = answers["statuses"], answers["codes"]
         run.retry_after = answers["retryAfter"]
@@ -370,7 +380,8 @@ def run(
             results[bound].append(m)
             print(
                 f"round {round_number + 1}: bound {bound or 'none':>6}: accepted "
-                f"{m.accepted / m.seconds:5.0f}/s forwarded {m.forwarded / m.seconds:5.0f}/s "
+                f"{m.accepted / m.load_seconds:5.0f}/s "
+                f"forwarded {m.forwarded / m.load_seconds:5.0f}/s "
                 f"ratio {m.ratio:.2f} (2nd half {m.steady_ratio:.2f}) max backlog "
                 f"{m.max_backlog} 503s {m.refused} drain {m.drain_seconds:.1f} s",
                 flush=True,
@@ -386,8 +397,8 @@ def run(
     for bound in bounds:
         runs = results[bound]
         print(
-            f"| {bound or '0 (none)'} | {median([r.accepted / r.seconds for r in runs]):.0f} "
-            f"| {median([r.forwarded / r.seconds for r in runs]):.0f} "
+            f"| {bound or '0 (none)'} | {median([r.accepted / r.load_seconds for r in runs]):.0f} "
+            f"| {median([r.forwarded / r.load_seconds for r in runs]):.0f} "
             f"| **{median([r.ratio for r in runs]):.2f}** "
             f"| {median([r.steady_ratio for r in runs]):.2f} "
             f"| {median([r.max_backlog for r in runs]):.0f} "

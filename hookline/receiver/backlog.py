@@ -61,6 +61,10 @@ class Backlog:
     reserved: dict[Key, int] = field(default_factory=dict)
     waiting: int = 0  # requests waiting for room now
     _room: asyncio.Event = field(default_factory=asyncio.Event)
+    # Rows committed while a resync reads the store: the read may or may not include
+    # them, so seed() adds them on top. Counting a few twice until the next resync
+    # keeps the backlog under the bound; dropping them would let it overshoot.
+    _committed_during_read: dict[Key, int] | None = None
     # Set by a request that found a destination full: the next resync comes at once,
     # so rows another replica settled are not mistaken for a full backlog for long.
     resync_wanted: asyncio.Event = field(default_factory=asyncio.Event)
@@ -114,9 +118,12 @@ class Backlog:
 
     def commit(self, keys: Iterable[Key]) -> None:
         """The reserved rows are now in the store (pending)."""
+        during = self._committed_during_read
         for key in keys:
             self._take(self.reserved, key)
             self.committed[key] = self.committed.get(key, 0) + 1
+            if during is not None:
+                during[key] = during.get(key, 0) + 1
 
     def release(self, keys: Iterable[Key]) -> None:
         """The reserved rows were not written (a duplicate, a failed commit)."""
@@ -130,9 +137,20 @@ class Backlog:
             self._take(self.committed, (webhook, destination))
             self._wake()
 
-    def seed(self, pending: Mapping[Key, int]) -> None:
-        """Take the store's pending counts as the committed rows."""
-        self.committed = {key: n for key, n in pending.items() if n > 0}
+    def reading(self) -> None:
+        """A resync starts reading the store's counts (see _committed_during_read)."""
+        self._committed_during_read = {}
+
+    def seed(self, pending: Mapping[Key, int] | None) -> None:
+        """Take the store's pending counts as the committed rows, plus the rows
+        committed since reading() (None: the read failed, keep the counts)."""
+        during, self._committed_during_read = self._committed_during_read or {}, None
+        if pending is None:
+            return
+        counts = dict(pending)
+        for key, n in during.items():
+            counts[key] = counts.get(key, 0) + n
+        self.committed = {key: n for key, n in counts.items() if n > 0}
         self._wake()
 
     def snapshot(self) -> dict[str, dict[str, int]]:
@@ -166,10 +184,14 @@ PendingReader = Callable[[], Awaitable[Mapping[Key, int]]]
 async def seed_from(backlog: Backlog, read: PendingReader) -> None:
     """One resync; a store that does not answer leaves the counts as they are."""
     backlog.resync_wanted.clear()  # a wish made during the read asks for another
+    backlog.reading()
+    pending: Mapping[Key, int] | None = None
     try:
-        backlog.seed(await read())
+        pending = await read()
     except StoreUnavailable as exc:
         log.warning("cannot read the outbox backlog, will retry: %s", exc)
+    finally:
+        backlog.seed(pending)
 
 
 async def keep_in_step(

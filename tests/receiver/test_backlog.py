@@ -12,10 +12,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 
 from hookline.receiver.breaker import Breakers
 from hookline.receiver.dispatcher import Dispatcher
+from hookline.receiver.openapi import OPENAPI
 from tests.receiver.conftest import NS, MakeClient, Receiver, _webhook, start_receiver
 from tests.support.sink import Sink
 
@@ -118,6 +120,7 @@ async def test_a_full_backlog_answers_503_with_retry_after_and_records_it(
     )
     stats = await _stats(receiver)
     assert stats["outbox"] == {"backlog": {WEBHOOK: {"bot": BOUND}}, "bound": BOUND, "waiting": 0}
+    jsonschema.validate(stats["outbox"], OPENAPI["components"]["schemas"]["OutboxBacklog"])
     counted = stats["webhooks"][WEBHOOK]
     assert (counted["accepted"], counted["rejected"], counted["pending"]) == (BOUND, 1, BOUND)
     metrics = await (await receiver.admin.get("/metrics")).text()
