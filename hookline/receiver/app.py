@@ -153,7 +153,7 @@ async def dispatch_ctx(app: web.Application) -> AsyncIterator[None]:
         lease_margin=settings.dispatch_lease_margin,
         breakers=Breakers(clock=settings.monotonic),
         wakeup=state.dispatch_wakeup,
-        on_settled=state.backlog.settled,
+        on_settle=state.backlog.settling,
     )
     dispatcher = state.dispatcher
 

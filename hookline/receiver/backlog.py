@@ -15,6 +15,12 @@ under the bound at once). The dispatcher reports each row it settles (delivered,
 failed, dead-lettered). `seed()` replaces `committed` with the store's own pending
 counters, at start, on every configuration change and every few seconds: that corrects
 what this process cannot see (rows other replicas settled or a replay added).
+
+A resync races the commits and finishes in flight: the store's answer may or may not
+include them. Each race is settled towards counting too many (a few rows refused early,
+until the next resync), never too few, so one receiver's backlog never passes the bound:
+rows committed during the read are added on top of it, and a row whose finish began
+before a read ended is not taken off again after it (the read may already lack it).
 """
 
 from __future__ import annotations
@@ -65,6 +71,8 @@ class Backlog:
     # them, so seed() adds them on top. Counting a few twice until the next resync
     # keeps the backlog under the bound; dropping them would let it overshoot.
     _committed_during_read: dict[Key, int] | None = None
+    # Resyncs begun and ended: odd while one reads the store.
+    _epoch: int = 0
     # Set by a request that found a destination full: the next resync comes at once,
     # so rows another replica settled are not mistaken for a full backlog for long.
     resync_wanted: asyncio.Event = field(default_factory=asyncio.Event)
@@ -131,20 +139,32 @@ class Backlog:
             self._take(self.reserved, key)
         self._wake()
 
-    def settled(self, webhook: str, destination: str) -> None:
-        """A pending row of the destination was delivered, failed or dead-lettered."""
-        if self.enabled:
-            self._take(self.committed, (webhook, destination))
+    def settling(self, webhook: str, destination: str) -> Callable[[], None]:
+        """A pending row of the destination is being finished as delivered, failed or
+        dead-lettered: call what this returns once the store has it."""
+        began = self._epoch
+
+        def settled() -> None:
+            if not self.enabled:
+                return
+            if began == self._epoch and began % 2 == 0:
+                self._take(self.committed, (webhook, destination))
+            # else a resync read the store meanwhile, perhaps already without this row:
+            # counted until the next one (see the module's docstring)
             self._wake()
+
+        return settled
 
     def reading(self) -> None:
         """A resync starts reading the store's counts (see _committed_during_read)."""
         self._committed_during_read = {}
+        self._epoch += 1
 
     def seed(self, pending: Mapping[Key, int] | None) -> None:
         """Take the store's pending counts as the committed rows, plus the rows
         committed since reading() (None: the read failed, keep the counts)."""
         during, self._committed_during_read = self._committed_during_read or {}, None
+        self._epoch += self._epoch % 2  # even again: the read is over
         if pending is None:
             return
         counts = dict(pending)

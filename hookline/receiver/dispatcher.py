@@ -64,9 +64,10 @@ class Dispatcher:
     # Destinations that answered 410 Gone: left alone until their Webhook's spec
     # changes (a new configuration) — a person has to look at them.
     suspended: dict[tuple[str, str], str] = field(default_factory=dict)
-    # Told of every row that left pending (delivered, failed, dead-lettered), with its
-    # webhook and destination: the backlog bound's counts (issue 11 §4).
-    on_settled: Callable[[str, str], None] | None = None
+    # Told of every row about to leave pending (delivered, failed, dead-lettered), with
+    # its webhook and destination; what it returns is called once the store has it.
+    # The backlog bound's counts (issue 11 §4).
+    on_settle: Callable[[str, str], Callable[[], None]] | None = None
     _inflight: set[asyncio.Task[None]] = field(default_factory=set)
 
     # --- configuration ---
@@ -183,6 +184,11 @@ class Dispatcher:
         attempt: Attempt | None = None,
         next_attempt_at: datetime | None = None,
     ) -> None:
+        settled = (
+            self.on_settle(task.webhook, task.destination)
+            if self.on_settle is not None and outcome in _SETTLED
+            else None
+        )
         kept = await self.store.finish_task(
             task,
             self.owner,
@@ -193,8 +199,8 @@ class Dispatcher:
         )
         if not kept:
             log.warning("lease on outbox row %s expired before it was finished", task.id)
-        elif self.on_settled is not None and outcome in _SETTLED:
-            self.on_settled(task.webhook, task.destination)
+        elif settled is not None:
+            settled()
         self.metrics.attempts.labels(task.webhook, task.destination, outcome).inc()
 
     async def _fail_unsent(self, task: OutboxTask, now: datetime, why: str) -> None:

@@ -77,7 +77,7 @@ def _dispatcher(receiver: Receiver) -> Dispatcher:
         concurrency=BOUND,
         breakers=Breakers(clock=receiver.monotonic),
         rng=random.Random(7),
-        on_settled=state.backlog.settled,
+        on_settle=state.backlog.settling,
     )
     state.dispatcher = dispatcher
     _made.append(dispatcher)
