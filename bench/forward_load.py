@@ -80,6 +80,7 @@ async def post_for(
     statuses: Counter[int] = Counter()
     codes: Counter[str] = Counter()
     retry_after: Counter[str] = Counter()
+    waits: list[float] = []  # seconds from request to answer
     numbers = iter(range(1 << 62))
     connector = aiohttp.TCPConnector(limit=connections)
     timeout = aiohttp.ClientTimeout(total=60)
@@ -98,9 +99,11 @@ async def post_for(
                     "X-Hub-Signature-256": signature,
                     "X-GitHub-Delivery": f"{prefix}-{next(numbers)}",
                 }
+                sent = time.monotonic()
                 try:
                     async with session.post(url, data=body, headers=headers) as answer:
                         text = await answer.read()
+                        waits.append(time.monotonic() - sent)
                         statuses[answer.status] += 1
                         if answer.status >= 400:
                             codes[json.loads(text).get("error", "?")] += 1
@@ -113,7 +116,16 @@ async def post_for(
         "statuses": {str(k): v for k, v in statuses.items()},
         "codes": dict(codes),
         "retryAfter": dict(retry_after),
+        "p50": percentile(waits, 0.50),
+        "p99": percentile(waits, 0.99),
     }
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def client_main(argv: Sequence[str]) -> int:
@@ -160,6 +172,8 @@ class Run:
     codes: dict[str, int] = field(default_factory=dict)
     retry_after: dict[str, int] = field(default_factory=dict)
     drain_seconds: float = 0.0
+    p50: float = 0.0  # seconds the senders waited for an answer
+    p99: float = 0.0
 
     def _delta(self, start: Sample) -> tuple[int, int]:
         end = self.samples[-1]
@@ -276,6 +290,7 @@ def measure(
         answers = json.loads(out.strip().splitlines()[-1])
         run.statuses, run.codes = answers["statuses"], answers["codes"]
         run.retry_after = answers["retryAfter"]
+        run.p50, run.p99 = answers["p50"], answers["p99"]
         drained = time.monotonic()
         server.drain()
         run.drain_seconds = time.monotonic() - drained
@@ -383,7 +398,8 @@ def run(
                 f"{m.accepted / m.load_seconds:5.0f}/s "
                 f"forwarded {m.forwarded / m.load_seconds:5.0f}/s "
                 f"ratio {m.ratio:.2f} (2nd half {m.steady_ratio:.2f}) max backlog "
-                f"{m.max_backlog} 503s {m.refused} drain {m.drain_seconds:.1f} s",
+                f"{m.max_backlog} 503s {m.refused} drain {m.drain_seconds:.1f} s "
+                f"answers p50 {m.p50 * 1000:.0f} ms p99 {m.p99 * 1000:.0f} ms",
                 flush=True,
             )
     print()
@@ -391,9 +407,10 @@ def run(
     print()
     print(
         "| --max-outbox-backlog | accepted/s | forwarded/s | forwarded / accepted "
-        "| 2nd half | max backlog | 503 outbox_backlog/s | drain s | ratio per round |"
+        "| 2nd half | max backlog | 503 outbox_backlog/s | answer p50 / p99 ms | drain s "
+        "| ratio per round |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for bound in bounds:
         runs = results[bound]
         print(
@@ -403,6 +420,8 @@ def run(
             f"| {median([r.steady_ratio for r in runs]):.2f} "
             f"| {median([r.max_backlog for r in runs]):.0f} "
             f"| {median([r.refused / r.seconds for r in runs]):.0f} "
+            f"| {median([r.p50 for r in runs]) * 1000:.0f} / "
+            f"{median([r.p99 for r in runs]) * 1000:.0f} "
             f"| {median([r.drain_seconds for r in runs]):.1f} "
             f"| {', '.join(f'{r.ratio:.2f}' for r in runs)} |"
         )
