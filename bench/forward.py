@@ -28,6 +28,12 @@ the ratio hookline / baseline.
     .venv/bin/python bench/forward.py [--deliveries N] [--concurrency 16 64]
         [--rounds R] [--store sqlite|postgres|both] [--postgres-dsn DSN]
 
+    .venv/bin/python bench/forward.py under-load [--seconds S] [--bound N] ...
+
+`under-load` (bench/forward_load.py, issue 11 §4) measures instead how much of what is
+accepted gets forwarded while ingest saturates the receiver, without and with
+`--max-outbox-backlog`.
+
 Writes only to a temporary directory (and, for PostgreSQL, temporary databases it
 creates and drops on the server of the DSN).
 """
@@ -491,6 +497,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["client"]:
         return client_main(argv[1:])
+    if argv[:1] in (["under-load"], ["load-client"]):
+        # Issue 11 §4: forwarding while ingest saturates the receiver (bench/forward_load.py).
+        import forward_load
+
+        run_mode = forward_load.main if argv[0] == "under-load" else forward_load.client_main
+        return run_mode(argv[1:])
     args = parse_args(argv)
     return run_in_workdir(args, run, prefix="hookline-forward-", name="bench/forward.py")
 

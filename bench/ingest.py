@@ -931,7 +931,12 @@ def machine(commit_label: str | None = None) -> dict[str, str]:
                 break
     import aiohttp
 
-    wrk_version = subprocess.run(["wrk", "--version"], capture_output=True, text=True, check=False)
+    # bench/forward.py runs without wrk (it is not installed by default): say so.
+    wrk_version = (
+        subprocess.run(["wrk", "--version"], capture_output=True, text=True, check=False)
+        if shutil.which("wrk")
+        else subprocess.CompletedProcess([], 0, "not installed", "")
+    )
     # Read-only; a tree with uncommitted changes still shows its HEAD.
     commit = subprocess.run(
         ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],

@@ -173,6 +173,13 @@ def cmd_receiver(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"hookline receiver: --trusted-proxy: {exc}", file=sys.stderr)
         return 2
+    if args.max_outbox_backlog < 0:
+        print(
+            "hookline receiver: --max-outbox-backlog must be 0 (no bound) or more, "
+            f"not {args.max_outbox_backlog}",
+            file=sys.stderr,
+        )
+        return 2
     settings = Settings(
         store_url=args.store,
         load_config=loader,
@@ -180,6 +187,7 @@ def cmd_receiver(args: argparse.Namespace) -> int:
         purge_interval=args.purge_interval,
         dispatch_concurrency=args.dispatch_concurrency,
         dispatch_lease_margin=args.dispatch_lease_margin,
+        max_outbox_backlog=args.max_outbox_backlog,
     )
     try:
         asyncio.run(
@@ -259,6 +267,16 @@ def build_parser() -> argparse.ArgumentParser:
         default=30.0,
         metavar="SECONDS",
         help="how long past a destination's timeout before a dead sender's row is retaken",
+    )
+    receiver.add_argument(
+        "--max-outbox-backlog",
+        type=int,
+        # hookline.receiver.backlog.DEFAULT_BOUND (not imported: parsing stays light;
+        # tests/unit/test_backlog.py checks they agree)
+        default=100_000,
+        metavar="N",
+        help="pending outbox rows a destination may have before new deliveries for it "
+        "are answered 503 with Retry-After (default: %(default)s; 0: no bound)",
     )
     receiver.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
     receiver.set_defaults(func=cmd_receiver)

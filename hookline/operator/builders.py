@@ -100,6 +100,9 @@ def receiver_args(settings: OperatorSettings) -> list[str]:
         str(settings.admin_port),
         "--log-level",
         settings.receiver_log_level,
+        # Issue 11 §4: how far forwarding may fall behind ingest, per destination.
+        "--max-outbox-backlog",
+        str(settings.receiver_max_outbox_backlog),
     ]
     for cidr in settings.receiver_trusted_proxies:
         args += ["--trusted-proxy", cidr]

@@ -274,6 +274,15 @@ class OperatorSettings(BaseModel):
             "before SIGTERM, so Service endpoints and ingress controllers drop it first."
         ),
     )
+    receiver_max_outbox_backlog: int = Field(
+        default=100_000,
+        ge=0,
+        description=(
+            "HOOKLINE_RECEIVER_MAX_OUTBOX_BACKLOG: pending outbox rows one destination may "
+            "have before new deliveries for it are answered 503 with Retry-After "
+            "(the receiver's --max-outbox-backlog; 0: no bound)."
+        ),
+    )
     receiver_service_type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = Field(
         default="ClusterIP", description="HOOKLINE_RECEIVER_SERVICE_TYPE: the ingest Service."
     )

@@ -253,6 +253,7 @@ async def stats(request: web.Request) -> web.Response:
             "eventTypes": event_types,
             "config": describe(state.config),
             "loadedAt": _time(state.loaded_at),
+            "outbox": _backlog(state),
         }
     )
 
@@ -282,6 +283,12 @@ def _breaker(state: ReceiverState, breaker: BreakerStats) -> dict[str, Any]:
         "trips": breaker.trips,
         "lastError": breaker.last_error,
     }
+
+
+def _backlog(state: ReceiverState) -> dict[str, Any]:
+    """The outbox backlog bound (issue 11 §4), from the in-memory counts."""
+    report = state.backlog.report()
+    return {"backlog": report.backlog, "bound": report.bound, "waiting": report.waiting}
 
 
 def _outbox_totals(destinations: dict[str, dict[str, Any]]) -> dict[str, int]:

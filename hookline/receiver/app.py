@@ -17,6 +17,7 @@ from aiohttp import web
 from ..store import open_store
 from ..store.base import StoreUnavailable
 from .admin_auth import ADMIN_TOKEN, AdminToken, require_token
+from .backlog import Key, keep_in_step, seed_from
 from .breaker import Breakers
 from .config import INVALID_MANIFEST, ReceiverConfig, describe
 from .dispatcher import Dispatcher
@@ -116,6 +117,25 @@ async def purge_ctx(app: web.Application) -> AsyncIterator[None]:
         await task
 
 
+async def backlog_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Seed the outbox backlog counts from the store before the first request, then
+    keep them in step with it (issue 11 §4)."""
+    state = app[STATE]
+    if not state.backlog.enabled:
+        yield
+        return
+
+    async def pending() -> dict[Key, int]:
+        return {key: c.pending for key, c in (await state.store.destination_counters()).items()}
+
+    await seed_from(state.backlog, pending)
+    task = asyncio.create_task(keep_in_step(state.backlog, pending), name="outbox-backlog")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 async def dispatch_ctx(app: web.Application) -> AsyncIterator[None]:
     """Run the dispatcher beside the ingest path (issue 5), unless turned off."""
     state = app[STATE]
@@ -133,6 +153,7 @@ async def dispatch_ctx(app: web.Application) -> AsyncIterator[None]:
         lease_margin=settings.dispatch_lease_margin,
         breakers=Breakers(clock=settings.monotonic),
         wakeup=state.dispatch_wakeup,
+        on_settle=state.backlog.settling,
     )
     dispatcher = state.dispatcher
 
@@ -180,6 +201,7 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app.cleanup_ctx.append(store_ctx)
     app.cleanup_ctx.append(purge_ctx)
+    app.cleanup_ctx.append(backlog_ctx)
     app.cleanup_ctx.append(dispatch_ctx)
     setup_ingest_routes(app, wrap=with_json_errors)
     app.router.add_route("*", "/{tail:.*}", with_json_errors(_not_found), name="elsewhere")

@@ -38,6 +38,8 @@ LEASE_MARGIN = 30.0
 # A row claimed while all of its destination's half-open probes are out is looked at
 # again after this long. (Rows of an open breaker are not claimed at all.)
 DEFER_SECONDS = 5.0
+# Outcomes after which a row is no longer pending.
+_SETTLED = frozenset({"delivered", "failed", "dead_lettered"})
 
 
 def owner_id() -> str:
@@ -62,6 +64,10 @@ class Dispatcher:
     # Destinations that answered 410 Gone: left alone until their Webhook's spec
     # changes (a new configuration) — a person has to look at them.
     suspended: dict[tuple[str, str], str] = field(default_factory=dict)
+    # Told of every row about to leave pending (delivered, failed, dead-lettered), with
+    # its webhook and destination; what it returns is called once the store has it.
+    # The backlog bound's counts (issue 11 §4).
+    on_settle: Callable[[str, str], Callable[[], None]] | None = None
     _inflight: set[asyncio.Task[None]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
@@ -182,6 +188,11 @@ class Dispatcher:
         attempt: Attempt | None = None,
         next_attempt_at: datetime | None = None,
     ) -> None:
+        settled = (
+            self.on_settle(task.webhook, task.destination)
+            if self.on_settle is not None and outcome in _SETTLED
+            else None
+        )
         kept = await self.store.finish_task(
             task,
             self.owner,
@@ -192,6 +203,8 @@ class Dispatcher:
         )
         if not kept:
             log.warning("lease on outbox row %s expired before it was finished", task.id)
+        elif settled is not None:
+            settled()
         self.metrics.attempts.labels(task.webhook, task.destination, outcome).inc()
 
     async def _fail_unsent(self, task: OutboxTask, now: datetime, why: str) -> None:

@@ -25,6 +25,7 @@ from ..api.webhook import AuthType
 from ..store.base import DeliveryRecord, DeliveryStatus, StoreUnavailable, new_delivery_id
 from ..store.outbox import OutboxItem
 from .auth import AuthFailure, redact_headers
+from .backlog import Key
 from .classify import Classification, classifies, classify
 from .config import Route
 from .context import EventContext
@@ -269,6 +270,50 @@ async def _refuse(state: ReceiverState, delivery: Delivery, refusal: Refusal) ->
     )
 
 
+# What a sender is told to wait before it sends again when a destination's backlog is
+# full: a few seconds of the dispatcher's work (issue 11 §4).
+BACKLOG_RETRY_AFTER = 5
+
+
+async def _when_backlog_full(
+    state: ReceiverState, delivery: Delivery, keys: tuple[Key, ...]
+) -> web.StreamResponse | None:
+    """A destination of this delivery has --max-outbox-backlog rows pending: None once
+    room was reserved (the dispatcher made some within the wait), else the answer —
+    200 for a delivery already stored (a resend must not look refused), or 503 with
+    Retry-After, recorded like any other refusal (issue 11 §4)."""
+    route = delivery.route
+    if delivery.dedup_key is not None:
+        try:
+            original = await state.store.find_duplicate(route.key, delivery.dedup_key)
+        except StoreUnavailable:
+            original = None  # the wait and the commit will tell
+        if original is not None:
+            state.metrics.count_request(route.key, "duplicate", "duplicate")
+            return web.json_response({"deliveryId": original, "duplicate": True}, status=200)
+    if await state.backlog.reserve(keys):
+        return None
+    full = state.backlog.full(keys) or keys[0]
+    # Nothing of this refusal counts for EventTypes and filters: they did not refuse
+    # it, and the sender sends it again. Nor is its body kept: it will come again, and
+    # an overloaded store is no place for more bytes.
+    delivery.classification.tallies = []
+    return await _refuse(
+        state,
+        delivery,
+        Refusal(
+            503,
+            "outbox_backlog",
+            f"destination {full[1]!r} has {state.backlog.count(full)} deliveries waiting "
+            f"to be forwarded, this receiver's limit (--max-outbox-backlog "
+            f"{state.backlog.bound}); retry in {BACKLOG_RETRY_AFTER}s",
+            keep_body=False,
+            headers={"Retry-After": str(BACKLOG_RETRY_AFTER)},
+            details={"destination": full[1], "backlog": state.backlog.count(full)},
+        ),
+    )
+
+
 async def receive(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
     started = time.perf_counter()
@@ -292,9 +337,19 @@ async def receive(request: web.Request) -> web.StreamResponse:
         # The sender did nothing wrong (issue 4): 202, recorded as filtered with the
         # filter and rule that dropped it.
         record = _record(state, delivery, "filtered", 202, reason="filtered", message=filtered_by)
+    held: tuple[Key, ...] = ()
+    if record.outbox and state.backlog.enabled:
+        held = tuple((route.key, item.destination) for item in record.outbox)
+        if not state.backlog.try_reserve(held):
+            answer = await _when_backlog_full(state, delivery, held)
+            if answer is not None:
+                return answer
     try:
         result = await state.store.record(record)
-    except StoreUnavailable as exc:
+    except BaseException as exc:
+        state.backlog.release(held)
+        if not isinstance(exc, StoreUnavailable):
+            raise
         state.metrics.store_errors.labels(route.key).inc()
         state.metrics.count_request(route.key, "unavailable", "store_unavailable")
         log.error("store cannot commit a delivery to %s: %s", route.key, exc)
@@ -306,6 +361,11 @@ async def receive(request: web.Request) -> web.StreamResponse:
             headers={"Retry-After": "5"},
         )
     state.metrics.observe_ingest(route.key, time.perf_counter() - started)
+    if held:
+        if result.duplicate:
+            state.backlog.release(held)  # a duplicate's rows are never written
+        else:
+            state.backlog.commit(held)
     if result.duplicate:
         state.metrics.count_request(route.key, "duplicate", "duplicate")
         return web.json_response({"deliveryId": result.id, "duplicate": True}, status=200)

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.metrics_core import HistogramMetricFamily, Metric
+from prometheus_client.metrics_core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from .backlog import BacklogReport
 from .breaker import STATES, BreakerStats, Key
 
 # Labels of hookline_requests: (webhook, status, code).
@@ -49,6 +50,37 @@ class LoopHistogram(Collector):
                 buckets.append((le, cumulative))
             family.add_metric([value], buckets, sum_value=series[-1])
         yield family
+
+
+class BacklogCollector(Collector):
+    """The outbox backlog bound (issue 11 §4), read from the in-memory counts at each
+    scrape: nothing to keep in step on the ingest path."""
+
+    def __init__(self, read: Callable[[], BacklogReport]) -> None:
+        self.read = read
+
+    def collect(self) -> Iterator[Metric]:
+        report = self.read()
+        backlog = GaugeMetricFamily(
+            "hookline_outbox_backlog",
+            "Pending outbox rows counted against --max-outbox-backlog, by destination "
+            "(with rows of deliveries being committed).",
+            labels=["webhook", "destination"],
+        )
+        for webhook, destinations in report.backlog.items():
+            for destination, rows in destinations.items():
+                backlog.add_metric([webhook, destination], rows)
+        yield backlog
+        yield GaugeMetricFamily(
+            "hookline_outbox_backlog_bound",
+            "--max-outbox-backlog: pending rows a destination may have (0: no bound).",
+            value=report.bound,
+        )
+        yield GaugeMetricFamily(
+            "hookline_outbox_waiting",
+            "Deliveries waiting for room in a full destination's backlog.",
+            value=report.waiting,
+        )
 
 
 class Metrics:
@@ -152,6 +184,9 @@ class Metrics:
             self.breaker_failure_rate.labels(*key).set(breaker.failure_rate or 0.0)
             for state in STATES:
                 self.breaker_state.labels(*key, state).set(1 if breaker.state == state else 0)
+
+    def watch_backlog(self, read: Callable[[], BacklogReport]) -> None:
+        self.registry.register(BacklogCollector(read))
 
     def count_request(self, webhook: str, status: str, code: str) -> None:
         """hookline_requests{webhook, status, code} += 1."""

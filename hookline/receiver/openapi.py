@@ -535,6 +535,30 @@ OPENAPI: dict[str, Any] = {
                     },
                     "config": {"type": "object"},
                     "loadedAt": _TIME,
+                    "outbox": _ref("OutboxBacklog"),
+                },
+            },
+            "OutboxBacklog": {
+                "type": "object",
+                "description": "The bound on each destination's pending outbox rows "
+                "(--max-outbox-backlog, issue 11 §4): a delivery that would exceed it "
+                "waits for room, then is answered 503 outbox_backlog with Retry-After.",
+                "required": ["backlog", "bound", "waiting"],
+                "properties": {
+                    "backlog": {
+                        "type": "object",
+                        "description": "webhook -> destination -> pending rows counted "
+                        "(with those of deliveries being committed)",
+                        "additionalProperties": {
+                            "type": "object",
+                            "additionalProperties": {"type": "integer"},
+                        },
+                    },
+                    "bound": {"type": "integer", "description": "0: no bound"},
+                    "waiting": {
+                        "type": "integer",
+                        "description": "deliveries waiting for room now",
+                    },
                 },
             },
         },

@@ -12,6 +12,7 @@ from typing import Literal
 from aiohttp import web
 
 from ..store.base import Store
+from .backlog import DEFAULT_BOUND, DEFAULT_WAIT_SECONDS, Backlog
 from .config import IPNetwork, ReceiverConfig
 from .dispatcher import Dispatcher
 from .limits import Clock, RateLimiter
@@ -39,6 +40,11 @@ class Settings:
     # How long past a destination's timeout a send's lease lasts: after that, another
     # replica (or this one, restarted) may take over a row whose sender died.
     dispatch_lease_margin: float = 30.0
+    # Issue 11 §4: at most this many pending outbox rows per destination (0: no bound);
+    # a delivery that finds one full waits up to outbox_wait_seconds for room, then
+    # is answered 503 with Retry-After.
+    max_outbox_backlog: int = DEFAULT_BOUND
+    outbox_wait_seconds: float = DEFAULT_WAIT_SECONDS
     # Injected so tests control time: wall clock for timestamps and tolerances,
     # monotonic clock for rate limits.
     wall_clock: Clock = time.time
@@ -56,6 +62,7 @@ class ReceiverState:
     config: ReceiverConfig
     metrics: Metrics = field(default_factory=Metrics)
     limiter: RateLimiter = field(init=False)
+    backlog: Backlog = field(init=False)
     loaded_at: datetime | None = None
     # Set when a commit wrote outbox rows, so the dispatcher sends without waiting.
     dispatch_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
@@ -76,6 +83,8 @@ class ReceiverState:
 
     def __post_init__(self) -> None:
         self.limiter = RateLimiter(self.settings.monotonic)
+        self.backlog = Backlog(self.settings.max_outbox_backlog, self.settings.outbox_wait_seconds)
+        self.metrics.watch_backlog(self.backlog.report)
         self.source = "push" if self.settings.push_mode else "manifests"
 
     def now(self) -> datetime:
@@ -92,6 +101,7 @@ class ReceiverState:
         self.metrics.routes.set(len(config.routes))
         self.metrics.config_problems.set(len(config.problems))
         self.configured.set()
+        self.backlog.resync_wanted.set()  # destinations may have come or gone
 
 
 SETTINGS = web.AppKey("settings", Settings)

@@ -220,6 +220,12 @@ class Store(ABC):
     async def get(self, delivery_id: str) -> DeliveryRecord | None: ...
 
     @abstractmethod
+    async def find_duplicate(self, webhook: str, dedup_key: str) -> str | None:
+        """The id of the delivery stored for (webhook, dedup_key), the one `record` would
+        answer a duplicate with, or None. Lets the receiver answer a resent delivery
+        200 duplicate even when it refuses new ones (issue 11 §4: a full backlog)."""
+
+    @abstractmethod
     async def list(self, query: DeliveryQuery) -> tuple[list[DeliveryRecord], str | None]:
         """Newest first; the second item is the cursor of the next page, or None."""
 

@@ -417,6 +417,15 @@ class PostgresStore(PostgresOutboxStore):
         )
         return None if row is None else _from_row(cast(asyncpg.Record, row))
 
+    async def find_duplicate(self, webhook: str, dedup_key: str) -> str | None:
+        found = await self._call(
+            "fetchval",
+            "SELECT id FROM deliveries WHERE webhook = $1 AND dedup_key = $2",
+            webhook,
+            dedup_key,
+        )
+        return None if found is None else str(found)
+
     async def list(self, query: DeliveryQuery) -> tuple[list[DeliveryRecord], str | None]:
         limit = page_limit(query.limit)
         where: list[str] = []

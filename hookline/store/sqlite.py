@@ -475,6 +475,12 @@ class SQLiteStore(SQLiteOutboxStore):
         )
         return records[0] if records else None
 
+    async def find_duplicate(self, webhook: str, dedup_key: str) -> str | None:
+        rows = await self._read(
+            "SELECT id FROM deliveries WHERE webhook = ? AND dedup_key = ?", (webhook, dedup_key)
+        )
+        return str(rows[0][0]) if rows else None
+
     async def list(self, query: DeliveryQuery) -> tuple[list[DeliveryRecord], str | None]:
         limit = page_limit(query.limit)
         sql, params = list_sql(query, limit + 1)

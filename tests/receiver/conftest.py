@@ -132,11 +132,12 @@ async def start_receiver(
     *,
     store_url: str | None = None,
     dispatch_concurrency: int = 0,
+    **options: Any,
 ) -> Receiver:
     """A receiver serving `documents` (Webhooks, EventTypes, EventFilters) + SECRETS.
 
     The dispatcher is off unless asked for: tests of forwarding drive their own with
-    the fake clocks (tests/receiver/test_dispatch.py)."""
+    the fake clocks (tests/receiver/test_dispatch.py). `options` are more Settings."""
     manifests = write_manifests(tmp_path / "manifests", documents)
     wall, monotonic = FakeClock(START), FakeClock(1000.0)
     settings = Settings(
@@ -145,6 +146,7 @@ async def start_receiver(
         wall_clock=wall,
         monotonic=monotonic,
         dispatch_concurrency=dispatch_concurrency,
+        **options,
     )
     ingest_app = create_app(settings)
     ingest = await aiohttp_client(ingest_app)

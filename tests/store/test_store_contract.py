@@ -142,6 +142,25 @@ async def test_records_without_key_never_dedup(store: Store) -> None:
     assert len(await list_all(store)) == 5
 
 
+async def test_find_duplicate_names_what_record_would_answer(store: Store) -> None:
+    # Issue 11 §4: a receiver refusing new deliveries still answers a resend 200.
+    first = rec(dedup_key="d-1")
+    await store.record(first)
+    await store.record(rec(dedup_key="d-1", webhook="ci/other"))
+    assert await store.find_duplicate("ci/runs", "d-1") == first.id
+    assert await store.find_duplicate("ci/runs", "d-2") is None
+    assert await store.find_duplicate("ci/elsewhere", "d-1") is None
+    refused = rec(status="rejected", http_status=503, reason="outbox_backlog")
+    await store.record(refused)  # refusals keep no key: nothing to find
+    assert await store.find_duplicate("ci/runs", "") is None
+
+
+async def test_find_duplicate_on_a_closed_store_is_unavailable(backend: Backend) -> None:
+    store = backend.make()
+    with pytest.raises(StoreUnavailable):
+        await store.find_duplicate("ci/runs", "d-1")
+
+
 async def test_rejected_without_key_does_not_block_genuine_delivery(store: Store) -> None:
     refused = rec(status="rejected", http_status=401, reason="bad_signature")
     genuine = rec(dedup_key="gh-delivery-1")

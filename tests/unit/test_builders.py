@@ -57,6 +57,7 @@ FULL = dict(
     receiver_priority_class_name="high",
     receiver_service_account="hookline-receiver",
     receiver_trusted_proxies=["10.0.0.0/8"],
+    receiver_max_outbox_backlog=2000,
     admin_network_peers=[{"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}],
     receiver_env=[{"name": "HTTPS_PROXY", "value": "http://proxy:3128"}],
 )
@@ -377,6 +378,14 @@ def test_the_cli_accepts_the_receiver_args() -> None:
     assert args.store == "postgresql://u@db/h"
     assert (args.port, args.admin_port) == (s.ingest_port, s.admin_port)
     assert args.trusted_proxy == ["10.0.0.0/8"]
+    assert args.max_outbox_backlog == 2000  # issue 11 §4
+
+
+def test_the_receiver_gets_the_outbox_backlog_bound() -> None:
+    args = b.receiver_args(settings())
+    assert args[args.index("--max-outbox-backlog") + 1] == "100000"
+    args = b.receiver_args(settings(receiver_max_outbox_backlog=0))
+    assert args[args.index("--max-outbox-backlog") + 1] == "0"
 
 
 @pytest.mark.parametrize(

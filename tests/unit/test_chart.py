@@ -210,6 +210,7 @@ def test_default_values_make_valid_settings() -> None:
     settings = OperatorSettings.from_env(env, namespace_file=Path("/nonexistent"))
     assert settings.receiver_name == vals["receiver"]["name"]
     assert settings.config_debounce == 0.1
+    assert settings.receiver_max_outbox_backlog == vals["receiver"]["maxOutboxBacklog"] == 100_000
     assert settings.receiver_resources == {
         "requests": {"cpu": "100m", "memory": "128Mi"},
         "limits": {"memory": "512Mi"},
@@ -309,6 +310,10 @@ def test_values_schema_accepts_the_defaults_and_refuses_typos() -> None:
         jsonschema.validate(wrong, schema)
     wrong = values()
     wrong["receiver"]["serviceType"] = "Headless"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(wrong, schema)
+    wrong = values()
+    wrong["receiver"]["maxOutboxBacklog"] = -1
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(wrong, schema)
     ok = values()

@@ -62,6 +62,7 @@ def test_values_from_the_environment() -> None:
         HOOKLINE_STORE_SECRET_NAME="hookline-store",
         HOOKLINE_RECEIVER_RESOURCES='{"requests": {"cpu": 1, "memory": "256Mi"}}',
         HOOKLINE_RECEIVER_TRUSTED_PROXIES="10.0.0.0/8,fd00::/8",
+        HOOKLINE_RECEIVER_MAX_OUTBOX_BACKLOG="2000",
         HOOKLINE_PUBLIC_BASE_URL="https://hooks.example.com/",
         HOOKLINE_RECEIVER_ADMIN_URLS="http://127.0.0.1:8081 http://127.0.0.1:8082",
         HOOKLINE_STATS_INTERVAL="1m",
@@ -78,6 +79,7 @@ def test_values_from_the_environment() -> None:
     assert s.receiver_replicas == 3
     assert s.receiver_resources == {"requests": {"cpu": "1", "memory": "256Mi"}}
     assert s.receiver_trusted_proxies == ["10.0.0.0/8", "fd00::/8"]
+    assert s.receiver_max_outbox_backlog == 2000
     assert s.webhook_url("ci/runs") == "https://hooks.example.com/hooks/ci/runs"
     assert s.receiver_admin_urls == ["http://127.0.0.1:8081", "http://127.0.0.1:8082"]
     assert s.stats_interval == 60.0
@@ -132,6 +134,7 @@ def test_peering_priority_differs_between_replicas() -> None:
         ({"HOOKLINE_PUBLIC_BASE_URL": "https://h.example/?a=1"}, "HOOKLINE_PUBLIC_BASE_URL"),
         ({"HOOKLINE_KUBE_URL": "ftp://x"}, "HOOKLINE_KUBE_URL"),
         ({"HOOKLINE_RECEIVER_TRUSTED_PROXIES": "10.0.0.0/33"}, "HOOKLINE_RECEIVER_TRUSTED_PROXIES"),
+        ({"HOOKLINE_RECEIVER_MAX_OUTBOX_BACKLOG": "-1"}, "HOOKLINE_RECEIVER_MAX_OUTBOX_BACKLOG"),
         ({"HOOKLINE_INGEST_PORT": "80"}, "HOOKLINE_INGEST_PORT"),
         ({"HOOKLINE_ADMIN_PORT": "8080"}, "HOOKLINE_ADMIN_PORT"),
         ({"HOOKLINE_RECEIVER_IMAGE_PULL_POLICY": "always"}, "HOOKLINE_RECEIVER_IMAGE_PULL_POLICY"),
