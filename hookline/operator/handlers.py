@@ -10,6 +10,7 @@ would make kopf forget what it already did.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from collections.abc import Mapping
@@ -24,6 +25,7 @@ from .builders import (
     ADMIN_TOKEN_KEY,
     generated_secret_name,
 )
+from .conformance import UidCheck, reconciler_stop_message
 from .context import OperatorContext
 from .evaluate import (
     decode_secret_data,
@@ -118,11 +120,13 @@ def register(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
     # --- what makes the reconciler look again ---------------------------------------
 
     seen = SeenVersions()
+    has_uid = UidCheck()  # an API server without uids stops the reconciler (issue 14)
 
     @kopf.on.event(GROUP, VERSION, "webhooks", registry=registry)
     @kopf.on.event(GROUP, VERSION, "eventfilters", registry=registry)
     @kopf.on.event(GROUP, VERSION, "eventtypes", registry=registry)
     def resource_changed(type: str | None, body: kopf.Body, **_: Any) -> None:
+        has_uid(str(body.get("kind")), body)
         # Only a new spec (or a new or deleted object) changes what is compiled. The
         # status writes of the timers and the reconciler come back as events too; a pass
         # for each would be a thousand passes for a thousand Webhooks' counters.
@@ -131,6 +135,7 @@ def register(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
 
     @kopf.on.event("v1", "secrets", registry=registry)
     async def secret_changed(type: str | None, body: kopf.Body, **kwargs: Any) -> None:
+        has_uid("Secret", body)
         # Only Secrets some Webhook reads, and only when their data changed: the
         # cluster's other Secrets change all the time and are none of the receiver's
         # business.
@@ -188,4 +193,13 @@ def register(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
             return bool(stopped) or uid in ctx.gone_anchors
 
         ctx.poke()
-        await reconciler_of(ctx).run(done, stopped, indexes, token)
+        anchor = f"{ctx.config.namespace}/{ctx.config.admin_token_secret}"
+        try:
+            await reconciler_of(ctx).run(done, stopped, indexes, token)
+        except asyncio.CancelledError:
+            # kopf cancels a daemon it stops (no cancellation backoff here); its own
+            # line names no cause, so say which and what to do (issue 14).
+            log.log(*reconciler_stop_message(stopped.reason, anchor))
+            raise
+        if stopped:
+            log.log(*reconciler_stop_message(stopped.reason, anchor))

@@ -136,6 +136,8 @@ class StrictEmulator(kmock.KubernetesEmulator):
     validators: dict[kmock.resource, Validator] = attrs.field(factory=dict)
     crds: dict[kmock.resource, dict[str, Any]] = attrs.field(factory=dict)
     violations: list[str] = attrs.field(factory=list)
+    # False: store objects without metadata.uid, as plain KMock 0.8 does (issue 14).
+    assign_uids: bool = True
     _rv: int = attrs.field(default=0, init=False)
     _write_lock: asyncio.Lock = attrs.field(factory=asyncio.Lock, init=False)
     _changed: asyncio.Condition = attrs.field(factory=asyncio.Condition, init=False)
@@ -293,8 +295,9 @@ class StrictEmulator(kmock.KubernetesEmulator):
                 reason="AlreadyExists",
                 message=f"{res.plural} {meta['name']!r} already exists",
             )
+        if self.assign_uids:
+            meta["uid"] = str(uuid.uuid4())
         meta.update(
-            uid=str(uuid.uuid4()),
             resourceVersion=self._next_rv(),
             creationTimestamp=_now(),
             generation=1,
