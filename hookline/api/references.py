@@ -30,7 +30,7 @@ def secret_refs(webhook: Webhook) -> Iterator[tuple[str, SecretKeyRef]]:
     if spec.auth.secret_ref is not None:
         yield "spec.auth.secretRef", spec.auth.secret_ref
     if spec.github is not None:
-        yield "spec.github.tokenSecretRef", spec.github.token_secret_ref
+        yield spec.github.credential_ref
     for i, dest in enumerate(spec.destinations):
         if dest.signing is not None:
             yield f"spec.destinations[{i}].signing.secretRef", dest.signing.secret_ref

@@ -147,6 +147,25 @@ class TokenSecretRef(SecretKeyRef):
     key: SecretKey = Field(default="token", description="Key within the Secret's data.")
 
 
+class PrivateKeySecretRef(SecretKeyRef):
+    """A GitHub App's private key (PEM) in a Secret of the same namespace."""
+
+    key: SecretKey = Field(default="private-key.pem", description="Key within the Secret's data.")
+
+
+class GitHubApp(Model):
+    """Credentials of a GitHub App installation (issue 12): the operator signs a JWT with
+    the App's private key (RS256) and exchanges it for short-lived installation tokens."""
+
+    app_id: int = Field(alias="appID", ge=1, description="The App's id (its settings page).")
+    installation_id: int = Field(
+        alias="installationID", ge=1, description="The installation on the repository's owner."
+    )
+    private_key_secret_ref: PrivateKeySecretRef = Field(
+        description="The App's private key, a PEM file as GitHub generates it."
+    )
+
+
 class GitHubHook(Model):
     """The upstream GitHub hook the operator creates and repairs, pointing at this Webhook."""
 
@@ -154,6 +173,8 @@ class GitHubHook(Model):
         json_schema_extra=cel(
             "has(self.repository) != has(self.organization)",
             "set exactly one of repository or organization",
+            "has(self.tokenSecretRef) != has(self.app)",
+            "set exactly one of tokenSecretRef or app",
         )
     )
 
@@ -164,18 +185,26 @@ class GitHubHook(Model):
         Annotated[str, pattern_check(_ORGANIZATION, "a GitHub organization login", 39)] | None
     ) = Field(default=None, json_schema_extra={"pattern": _ORGANIZATION})
     events: list[Annotated[str, Field(pattern=_GITHUB_EVENT, max_length=64)]] = Field(
-        default_factory=lambda: ["push"],
+        # Issue 12: the seed use is learning a dispatched workflow's run id.
+        default_factory=lambda: ["workflow_run"],
         min_length=1,
         max_length=100,
         description="GitHub events the hook subscribes to ('*' for all).",
     )
-    token_secret_ref: TokenSecretRef = Field(
-        description="A token allowed to manage hooks (admin:repo_hook or admin:org_hook)."
+    token_secret_ref: TokenSecretRef | None = Field(
+        default=None,
+        description=(
+            "A token allowed to manage hooks (classic: admin:repo_hook or admin:org_hook; "
+            "fine-grained: Webhooks read and write)."
+        ),
+    )
+    app: GitHubApp | None = Field(
+        default=None, description="A GitHub App installation instead of a token."
     )
     api_url: Annotated[str, AfterValidator(lambda v: _http_url(v, "apiURL"))] = Field(
         default="https://api.github.com",
         alias="apiURL",
-        description="GitHub REST API base, for GitHub Enterprise Server.",
+        description="GitHub REST API base; GitHub Enterprise Server is https://HOST/api/v3.",
     )
     active: bool = True
     insecure_ssl: bool = Field(default=False, alias="insecureSSL")
@@ -184,7 +213,17 @@ class GitHubHook(Model):
     def _exactly_one_target(self) -> GitHubHook:
         if (self.repository is None) == (self.organization is None):
             raise ValueError("set exactly one of repository or organization")
+        if (self.token_secret_ref is None) == (self.app is None):
+            raise ValueError("set exactly one of tokenSecretRef or app")
         return self
+
+    @property
+    def credential_ref(self) -> tuple[str, SecretKeyRef]:
+        """(field path, reference) of the Secret the operator authenticates with."""
+        if self.app is not None:
+            return "spec.github.app.privateKeySecretRef", self.app.private_key_secret_ref
+        assert self.token_secret_ref is not None  # the validator above
+        return "spec.github.tokenSecretRef", self.token_secret_ref
 
 
 class EventTypeRef(Model):
@@ -593,10 +632,24 @@ class WebhookSpec(Model):
         return self
 
 
+class GitHubResponse(Model):
+    """GitHub's own record of its last delivery to the hook (`last_response`)."""
+
+    code: int | None = None
+    status: str | None = None
+    message: str | None = None
+
+
 class GitHubStatus(Model):
+    """The upstream hook as the operator last saw it (issue 12). No secret: only a salted
+    digest that says whether the hook's secret is the Secret's current value."""
+
     hook_id: int | None = Field(default=None, alias="hookID")
-    url: str | None = None
     last_ping_at: datetime | None = None
+    last_response: GitHubResponse | None = None
+    secret_digest: str | None = None
+    redelivered: int = 0
+    last_checked_at: datetime | None = None
 
 
 class DeliveryCounts(Model):

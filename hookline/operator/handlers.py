@@ -58,8 +58,10 @@ def secret_references(body: Mapping[str, Any]) -> dict[tuple[str, str, str], str
     for dest in spec.get("destinations") or []:
         if (ref := (dest.get("signing") or {}).get("secretRef")) and ref.get("name"):
             names.add(ref["name"])
-    if (ref := (spec.get("github") or {}).get("tokenSecretRef")) and ref.get("name"):
-        names.add(ref["name"])
+    github = spec.get("github") or {}
+    for ref in (github.get("tokenSecretRef"), (github.get("app") or {}).get("privateKeySecretRef")):
+        if ref and ref.get("name"):
+            names.add(ref["name"])
     return {("Secret", namespace, secret): f"{namespace}/{name}" for secret in names}
 
 

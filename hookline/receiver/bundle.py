@@ -50,10 +50,11 @@ def _wanted_keys(webhook: Webhook) -> tuple[list[SecretKeyRef], list[SecretKeyRe
     if spec.auth.secret_ref is not None:
         needed.append(spec.auth.secret_ref)
     needed += [d.signing.secret_ref for d in spec.destinations if d.signing is not None]
-    # The GitHub token manages the upstream hook; only the operator uses it. Its key is
-    # listed with an empty value so that the shared reference check (SecretNotFound)
-    # reads the same on both sides, but the token itself never reaches a receiver.
-    presence: list[SecretKeyRef] = [spec.github.token_secret_ref] if spec.github else []
+    # The GitHub token (or App key) manages the upstream hook; only the operator uses it.
+    # Its key is listed with an empty value so that the shared reference check
+    # (SecretNotFound) reads the same on both sides, but the credential itself never
+    # reaches a receiver.
+    presence: list[SecretKeyRef] = [spec.github.credential_ref[1]] if spec.github else []
     return needed, presence
 
 

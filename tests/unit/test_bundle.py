@@ -118,6 +118,22 @@ def test_only_the_keys_the_receiver_reads_are_sent() -> None:
         assert value.decode() not in text
 
 
+def test_a_github_app_key_is_checked_for_but_never_sent() -> None:
+    by_app = _webhook(
+        "by-app",
+        github={
+            "organization": "acme",
+            "app": {"appID": 1, "installationID": 2, "privateKeySecretRef": {"name": "gh-app"}},
+        },
+    )
+    key = b"-----BEGIN never-sent-key"
+    bundle = build_bundle([by_app], [], [], {(NS, "gh-app"): {"private-key.pem": key}})
+    sent = {(s["namespace"], s["name"]): s["data"] for s in bundle["secrets"]}
+    assert sent[(NS, "gh-app")] == {"private-key.pem": ""}
+    assert b"never-sent-key" not in json.dumps(bundle).encode()
+    assert base64.b64encode(key).decode()[:12] not in json.dumps(bundle)
+
+
 def test_resources_are_sent_as_k8s_documents_with_slim_metadata() -> None:
     kinds = [(r["kind"], r["metadata"]["name"]) for r in _bundle()["resources"]]
     assert kinds == [

@@ -128,6 +128,17 @@ ADMISSION_REFUSALS = [
         _webhook(github={"tokenSecretRef": {"name": "t"}}),
         "exactly one of repository or organization",
     ),
+    (_webhook(github={"repository": "a/b"}), "exactly one of tokenSecretRef or app"),
+    (
+        _webhook(
+            github={
+                "repository": "a/b",
+                "tokenSecretRef": {"name": "t"},
+                "app": {"appID": 1, "installationID": 2, "privateKeySecretRef": {"name": "k"}},
+            }
+        ),
+        "exactly one of tokenSecretRef or app",
+    ),
     (
         _webhook(destinations=[{"name": "d", "url": "http://a", "service": {"name": "s"}}]),
         "exactly one of url or service",

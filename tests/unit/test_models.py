@@ -58,6 +58,30 @@ def test_defaults() -> None:
     assert (dest.retry.max_backoff, dest.retry.max_age, dest.timeout) == ("1h", "72h", "10s")
 
 
+def test_github_defaults_and_app_credentials() -> None:
+    github = Webhook.model_validate(WEBHOOK).spec.github
+    assert github is not None
+    # Issue 12: the seed use is a dispatched workflow's run id.
+    assert (github.events, github.api_url) == (["workflow_run"], "https://api.github.com")
+    assert github.credential_ref == ("spec.github.tokenSecretRef", github.token_secret_ref)
+    doc = copy.deepcopy(WEBHOOK)
+    doc["spec"]["github"] = {
+        "organization": "acme",
+        "app": {"appID": 12, "installationID": 34, "privateKeySecretRef": {"name": "k"}},
+    }
+    app = Webhook.model_validate(doc).spec.github
+    assert app is not None and app.app is not None
+    assert (app.app.app_id, app.app.installation_id) == (12, 34)
+    path, ref = app.credential_ref
+    assert (path, ref.name, ref.key) == (
+        "spec.github.app.privateKeySecretRef",
+        "k",
+        "private-key.pem",
+    )
+    wire = Webhook.model_validate(doc).to_k8s()["spec"]["github"]["app"]
+    assert set(wire) == {"appID", "installationID", "privateKeySecretRef"}
+
+
 def test_round_trip_keeps_wire_spelling() -> None:
     manifests = load_manifests([EXAMPLES])
     for resource in manifests.resources:
@@ -215,7 +239,19 @@ BAD_WEBHOOKS = [
     ),
     ("spec.github", {"tokenSecretRef": {"name": "t"}}, "spec.github", "exactly one of repository"),
     ("spec.github.repository", "not-a-repo", "spec.github.repository", "owner/name"),
-    ("spec.github.tokenSecretRef", _DELETE, "spec.github.tokenSecretRef", "required"),
+    ("spec.github.tokenSecretRef", _DELETE, "spec.github", "exactly one of tokenSecretRef or app"),
+    (
+        "spec.github.app",
+        {"appID": 1, "installationID": 2, "privateKeySecretRef": {"name": "k"}},
+        "spec.github",
+        "exactly one of tokenSecretRef or app",
+    ),
+    (
+        "spec.github.app",
+        {"appID": 0, "installationID": 2, "privateKeySecretRef": {"name": "k"}},
+        "spec.github.app.appID",
+        "greater than or equal to 1",
+    ),
     ("spec.auth.type", "oauth", "spec.auth.type", "'oauth' is not allowed"),
     ("spec.auth", {"type": "hmac", "username": "u"}, "spec.auth", "username does not apply"),
     ("spec.auth", {"type": "basic"}, "spec.auth", "needs a username"),
