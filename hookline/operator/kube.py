@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import secrets
 import ssl
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
@@ -23,6 +26,37 @@ import kopf
 
 MERGE_PATCH = "application/merge-patch+json"
 log = logging.getLogger(__name__)
+
+# Event names (issue 14). Object names are DNS subdomains (RFC 1123), at most 253 chars;
+# an Event's name must be one too.
+MAX_NAME = 253
+EVENT_NAME_ATTEMPTS = 5  # names tried per Event before it is given up on (409 each time)
+_NOT_IN_NAME = re.compile(r"[^a-z0-9.-]+")
+
+
+def event_name(
+    object_name: str,
+    *,
+    now_ns: Callable[[], int] = time.time_ns,
+    token: Callable[[], str] = lambda: secrets.token_hex(4),
+) -> str:
+    """`<object name>.<hex of the time in ns><8 random hex>`: unique per Event.
+
+    client-go names Events `<object name>.<hex of the time in ns>` (tools/record) rather
+    than leave it to generateName, which plain KMock 0.8 ignores (every such Event gets
+    one name: "409 Object Already Exists", issue 14) and which an API server before 1.31
+    (KEP-4420) answers with a 409 when its 5 random characters collide. The random part
+    keeps two Events of one object in the same nanosecond (or from two replicas) apart.
+    The object-name part is cut so the whole stays within 253 characters and, stripped
+    of a trailing "-" or ".", a valid DNS subdomain. It always ends with "." + hex, which
+    kopf's own Event names ("kopf-event-" + 5 alphanumerics) never do.
+    """
+    suffix = f"{now_ns():x}{token()}"
+    # Object names are valid already; an odd one (a test's, a future kind's) is made so.
+    labels = (label.strip("-") for label in _NOT_IN_NAME.sub("-", object_name.lower()).split("."))
+    prefix = ".".join(label for label in labels if label)[: MAX_NAME - 1 - len(suffix)]
+    prefix = prefix.rstrip("-.") or "hookline"
+    return f"{prefix}.{suffix}"
 
 
 class KubeError(Exception):
@@ -74,11 +108,19 @@ def _ssl_context(info: kopf.ConnectionInfo) -> ssl.SSLContext | bool:
 class KubeClient:
     """JSON over HTTP to the API server; one aiohttp session for the operator's life."""
 
-    def __init__(self, info: kopf.ConnectionInfo, session: aiohttp.ClientSession) -> None:
+    def __init__(
+        self,
+        info: kopf.ConnectionInfo,
+        session: aiohttp.ClientSession,
+        *,
+        event_names: Callable[[str], str] = event_name,
+    ) -> None:
         self.server = info.server.rstrip("/")
         self._headers = info.as_http_headers()
         self._ssl = _ssl_context(info) if self.server.startswith("https") else False
         self._session = session
+        # An object name -> a fresh Event name; a test passes one that collides (issue 14).
+        self._event_names = event_names
 
     async def request(
         self,
@@ -155,18 +197,17 @@ class KubeClient:
         """A core/v1 Event on `involved` (a full object), as `kubectl describe` shows it.
 
         Events are best-effort, like kopf's own: a failure to post one is not a reason to
-        fail the reconciliation that caused it.
+        fail the reconciliation that caused it; it is logged, never dropped silently.
         """
         meta = involved.get("metadata", {})
         namespace = meta.get("namespace") or "default"
+        object_name = str(meta.get("name") or "hookline")
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        metadata = {"namespace": namespace}  # and a name per attempt, below
         event = {
             "apiVersion": "v1",
             "kind": "Event",
-            "metadata": {
-                "generateName": f"{meta.get('name', 'hookline')}.",
-                "namespace": namespace,
-            },
+            "metadata": metadata,
             "involvedObject": {
                 "apiVersion": involved.get("apiVersion"),
                 "kind": involved.get("kind"),
@@ -185,9 +226,27 @@ class KubeClient:
             "lastTimestamp": now,
             "count": 1,
         }
-        try:
-            await self.create(resource_path("v1", "events", namespace), event)
-        except (KubeError, KubeUnavailable) as exc:
+        path = resource_path("v1", "events", namespace)
+        for attempt in range(1, EVENT_NAME_ATTEMPTS + 1):
+            # A name of our own, not generateName (issue 14: "409 Object Already Exists").
+            metadata["name"] = self._event_names(object_name)
+            try:
+                await self.create(path, event)
+                return
+            except KubeError as exc:
+                # A 409 on a create is AlreadyExists (KMock says "Object Already Exists"):
+                # the name is taken, another one will do.
+                if exc.status == 409 and attempt < EVENT_NAME_ATTEMPTS:
+                    log.debug("Event name %s is taken; trying another", metadata["name"])
+                    continue
+                failure = (
+                    f"{EVENT_NAME_ATTEMPTS} names tried, all taken: {exc}"
+                    if exc.status == 409
+                    else str(exc)
+                )
+            except KubeUnavailable as exc:
+                failure = str(exc)
             log.warning(
-                "could not post Event %s on %s/%s: %s", reason, namespace, meta.get("name"), exc
+                "could not post Event %s on %s/%s: %s", reason, namespace, meta.get("name"), failure
             )
+            return

@@ -81,6 +81,14 @@ def register_lifecycle(registry: kopf.OperatorRegistry, ctx: OperatorContext) ->
         settings.peering.clusterwide = not ours.watch_namespaces
         # A Ready transition, a generated Secret, a replay: explicit kopf.info/warn calls
         # become Events; ordinary log lines do not (they would flood `describe`).
+        # Their names (issue 14): kopf posts each with generateName "kopf-event-" only
+        # (kopf/_cogs/clients/events.py), the server adds 5 random characters. They never
+        # collide with the reconciler's Events, whose names always end "." + hex
+        # (kube.event_name); the strict test emulator draws from 36^5 names, too many
+        # to collide in a test. A real API server before 1.31 (KEP-4420 retries
+        # server-side) may answer a collision with a 409, which kopf does not retry:
+        # it logs "Failed to post an event" at WARNING and drops that Event. Tolerated:
+        # these are a few explicit Events (replay, rotation), not one per reconciliation.
         settings.posting.enabled = True
         settings.posting.loggers = False
         # Watches are re-established regularly, so a half-dead connection through a

@@ -1,9 +1,11 @@
 """The operator's Kubernetes client against a real HTTP server on loopback (issue 6):
-answers sent chunked (as the API server sends large ones), errors, absent objects."""
+answers sent chunked (as the API server sends large ones), errors, absent objects; and
+the names of its Events (issue 14)."""
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -12,7 +14,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from hookline.operator.kube import KubeClient, KubeError, resource_path
+from hookline.api.common import NAME_PATTERN
+from hookline.operator.kube import MAX_NAME, KubeClient, KubeError, event_name, resource_path
 
 ITEMS = [{"metadata": {"name": f"s{i}"}, "data": {"k": "x" * 100}} for i in range(50)]
 
@@ -70,3 +73,40 @@ def test_paths() -> None:
     assert resource_path("hookline.dev/v1alpha1", "webhooks", "ns", "w", "status") == (
         "/apis/hookline.dev/v1alpha1/namespaces/ns/webhooks/w/status"
     )
+
+
+def test_event_names_are_the_object_name_the_time_and_a_random_part() -> None:
+    assert event_name("wr", now_ns=lambda: 0x1234, token=lambda: "deadbeef") == "wr.1234deadbeef"
+    # The real clock and random part: two names in a row differ, and keep the form.
+    first, second = event_name("wr"), event_name("wr")
+    assert first != second
+    assert all(re.fullmatch(r"wr\.[0-9a-f]{24}", n) for n in (first, second)), (first, second)
+
+
+@pytest.mark.parametrize(
+    ("object_name", "kept"),
+    [
+        ("a" * 253, "a" * 228),
+        ("a" * 227 + "-" + "b" * 25, "a" * 227),  # cut right after a "-"
+        ("a" * 227 + "." + "b" * 25, "a" * 227),  # ... or after a "."
+        ("a." * 126 + "a", "a." * 113 + "a"),
+        ("My_Webhook..x-", "my-webhook.x"),  # not a valid object name: made one
+        ("", "hookline"),
+        ("-.-", "hookline"),
+    ],
+)
+def test_event_names_are_valid_and_at_most_253_characters(object_name: str, kept: str) -> None:
+    # 16 hex digits of the time until the year 2262, 8 random: 228 characters are left.
+    name = event_name(object_name, now_ns=lambda: 1_750_000_000 * 10**9)
+    assert len(name) <= MAX_NAME
+    assert re.fullmatch(NAME_PATTERN, name), name
+    assert name.rsplit(".", 1)[0] == kept
+
+
+def test_event_names_never_take_one_of_kopfs() -> None:
+    """kopf names its Events by generateName: its prefix and 5 alphanumerics, no ".";
+    ours always end with "." and hex (the reasoning in hookline/operator/main.py)."""
+    prefix = kopf.OperatorSettings().posting.event_name_prefix
+    assert "." not in prefix
+    for object_name in (prefix, f"{prefix}abcde", "", "a" * 253):
+        assert re.fullmatch(r".+\.[0-9a-f]{24}", event_name(object_name))
