@@ -45,6 +45,7 @@ from .annotations import (
 )
 from .builders import GENERATED_LABEL, WEBHOOK_ANNOTATION, generated_secret_name
 from .context import OperatorContext
+from .daemons import DEFAULT_RESTART_DELAY, RESTART_DELAY_KEY, supervise
 from .evaluate import GENERATED_SECRET_KEY, decode_secret_data
 from .kube import KubeError, KubeUnavailable, resource_path
 
@@ -497,4 +498,13 @@ def register(
     async def previous_secret_expiry(
         stopped: kopf.DaemonStopped, body: kopf.Body, **_: Any
     ) -> None:
-        await watch_overlap(ctx, stopped, body)
+        # Issue 14: an error ends the overlap watch with an ERROR line and a restart,
+        # not a traceback and a previous secret that is never removed.
+        await supervise(
+            "previous-secret expiry",
+            lambda: watch_overlap(ctx, stopped, body),
+            done=lambda: bool(stopped),
+            wait=stopped.wait,
+            delay=float(ctx.extras.get(RESTART_DELAY_KEY, DEFAULT_RESTART_DELAY)),
+            advice="The previous secret stays accepted until it is removed.",
+        )

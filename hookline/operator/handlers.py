@@ -27,6 +27,7 @@ from .builders import (
 )
 from .conformance import UidCheck, reconciler_stop_message
 from .context import OperatorContext
+from .daemons import DEFAULT_RESTART_DELAY, RESTART_DELAY_KEY, supervise
 from .evaluate import (
     decode_secret_data,
     parse,
@@ -180,6 +181,9 @@ def register(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
         id=RECONCILER_DAEMON,
         when=ctx.is_anchor,
         registry=registry,
+        # On a stop, kopf first sets `stopped` and waits this long before cancelling, so
+        # a pass that is writing statuses finishes rather than being cut mid-write.
+        cancellation_backoff=1.0,
         cancellation_timeout=1.0,
     )
     async def reconciler(stopped: kopf.DaemonStopped, body: kopf.Body, **kwargs: Any) -> None:
@@ -197,7 +201,14 @@ def register(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
         ctx.poke()
         anchor = f"{ctx.config.namespace}/{ctx.config.admin_token_secret}"
         try:
-            await reconciler_of(ctx).run(done, stopped, indexes, token)
+            await supervise(
+                "reconciler",
+                lambda: reconciler_of(ctx).run(done, stopped, indexes, token),
+                done=done,
+                wait=stopped.wait,
+                delay=float(ctx.extras.get(RESTART_DELAY_KEY, DEFAULT_RESTART_DELAY)),
+                advice="No status is written meanwhile; if this repeats, report it with this line.",
+            )
         except asyncio.CancelledError:
             # kopf cancels a daemon it stops (no cancellation backoff here); its own
             # line names no cause, so say which and what to do (issue 14).

@@ -27,6 +27,7 @@ from ..receiver.client import ReceiverAdmin, ReceiverError, ReceiverUnavailable
 from . import conditions as c
 from .builders import generated_secret_name
 from .context import OperatorContext
+from .daemons import PassTimer
 from .evaluate import Evaluation, ObjectKey, ParseCache, evaluate
 from .generated import ensure_generated_secret
 from .ids import EVENT_TYPE_INDEX, FILTER_INDEX, SECRET_INDEX, WEBHOOK_INDEX
@@ -111,6 +112,8 @@ class Reconciler:
     retry_delay: float = 0.0
     quiet_passes: int = 0
     loops: int = 0  # how many daemons run this loop now (one, but for a moment)
+    # A pass longer than the resync interval is a WARNING (issue 14).
+    pass_timer: PassTimer = field(default_factory=lambda: PassTimer("reconciliation"))
     _lock: asyncio.Lock | None = None
 
     @property
@@ -145,12 +148,15 @@ class Reconciler:
                 self.ctx.use_admin_token(token())
                 self.quiet_passes = 0 if woken else self.quiet_passes + 1
                 recompile = woken or self.last is None or self.quiet_passes % RECOMPILE_EVERY == 0
+                started = self.pass_timer.start()
                 try:
                     await self.reconcile_once(indexes, verify=not woken, recompile=recompile)
                 except (KubeError, KubeUnavailable) as exc:
                     self.retry_delay = next_delay(self.retry_delay)
                     log.warning("reconciliation failed, again in %.0f s: %s", self.retry_delay, exc)
                     continue
+                finally:
+                    self.pass_timer.finish(started, settings.resync_interval)
                 # Replicas that did not take the configuration are tried again soon, with
                 # backoff, not after a quiet resync interval.
                 failed = self.last is not None and bool(self.last.outcome.errors)
