@@ -201,6 +201,7 @@ def register(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
         ctx.poke()
         anchor = f"{ctx.config.namespace}/{ctx.config.admin_token_secret}"
         try:
+            await (lambda: reconciler_of(ctx).run(done, stopped, indexes, token))()
             await supervise(
                 "reconciler",
                 lambda: reconciler_of(ctx).run(done, stopped, indexes, token),
