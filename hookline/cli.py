@@ -109,15 +109,18 @@ def cmd_operator(args: argparse.Namespace) -> int:
         # operator's own namespace: it must be watched too.
         namespaces.append(settings.namespace)
     # Importing the package registers every handler into kopf's default registry.
-    import hookline.operator  # noqa: F401
+    from .operator import DEFAULT_CONTEXT
 
     kopf.configure(verbose=False)
     kopf.run(
         clusterwide=not namespaces,
         namespaces=namespaces,
         liveness_endpoint=args.liveness,
+        # Set when the operator cannot work at all (an API server without uids).
+        stop_flag=DEFAULT_CONTEXT.stop_flag,
     )
-    return 0
+    # The reason is logged already, as one ERROR line.
+    return 1 if DEFAULT_CONTEXT.fatal is not None else 0
 
 
 def cmd_receiver(args: argparse.Namespace) -> int:

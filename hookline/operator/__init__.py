@@ -13,6 +13,9 @@ import kopf
 from .context import OperatorContext
 from .main import register_all
 
-__all__ = ["OperatorContext", "register_all"]
+__all__ = ["DEFAULT_CONTEXT", "OperatorContext", "register_all"]
 
-register_all(kopf.get_default_registry(), OperatorContext())
+# The context of `kopf run -m hookline.operator` and `hookline operator`: the CLI reads
+# its stop flag and fatal message (issue 14).
+DEFAULT_CONTEXT = OperatorContext()
+register_all(kopf.get_default_registry(), DEFAULT_CONTEXT)

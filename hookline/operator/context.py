@@ -8,6 +8,7 @@ production has exactly one (registered into kopf's default registry on import).
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +21,8 @@ import kopf
 from ..receiver.client import ReceiverAdmin
 from .kube import KubeClient, resource_path
 from .settings import OperatorSettings
+
+log = logging.getLogger(__name__)
 
 
 def utcnow() -> datetime:
@@ -48,6 +51,20 @@ class OperatorContext:
     # Free slots for the parts of the operator that keep state between calls (the
     # reconciler, the annotation handlers' timing, a test's stats source).
     extras: dict[str, Any] = field(default_factory=dict)
+    # Set when the operator cannot work at all (issue 14: an API server that assigns no
+    # uids): `hookline operator` hands `stop_flag` to kopf.run and exits 1 with `fatal`.
+    # An asyncio.Event, not a threading one: kopf waits on a threading.Event in an
+    # executor thread that a SIGTERM does not end, so the process would never exit. It
+    # binds to kopf's loop on first use (Python 3.10+) and is set from within it.
+    stop_flag: asyncio.Event = field(default_factory=asyncio.Event)
+    fatal: str | None = None
+
+    def give_up(self, message: str) -> None:
+        """Stop the operator with one ERROR line (no traceback)."""
+        if self.fatal is None:
+            self.fatal = message
+            log.error("%s", message)
+        self.stop_flag.set()
 
     @property
     def config(self) -> OperatorSettings:

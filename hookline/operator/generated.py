@@ -71,19 +71,22 @@ async def ensure_generated_secret(
     log.info("generated Secret %s/%s for Webhook %s", namespace, name, webhook.key)
 
 
-async def ensure_admin_token(ctx: OperatorContext) -> None:
+async def ensure_admin_token(ctx: OperatorContext) -> dict[str, Any]:
     """The token receivers require on their admin API; also the object the reconciler
-    daemon runs on (so kopf stops it when peering pauses this operator)."""
+    daemon runs on (so kopf stops it when peering pauses this operator). Returns the
+    Secret as the API server has it."""
     settings = ctx.config
     path = resource_path("v1", "secrets", settings.namespace, settings.admin_token_secret)
-    if await ctx.kube.get(path) is not None:
-        return
+    if (found := await ctx.kube.get(path)) is not None:
+        return found
     token = encode_secret(random_secrets.token_bytes(32))
     try:
-        await ctx.kube.create(
+        return await ctx.kube.create(
             resource_path("v1", "secrets", settings.namespace),
             build_admin_token_secret(settings, token),
         )
     except KubeError as exc:
         if exc.status != 409:
             raise
+    # Made meanwhile (another replica, a previous attempt): the one that is there.
+    return await ctx.kube.get(path) or {}

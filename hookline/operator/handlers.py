@@ -201,7 +201,6 @@ def register(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
         ctx.poke()
         anchor = f"{ctx.config.namespace}/{ctx.config.admin_token_secret}"
         try:
-            await (lambda: reconciler_of(ctx).run(done, stopped, indexes, token))()
             await supervise(
                 "reconciler",
                 lambda: reconciler_of(ctx).run(done, stopped, indexes, token),
@@ -211,8 +210,8 @@ def register(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
                 advice="No status is written meanwhile; if this repeats, report it with this line.",
             )
         except asyncio.CancelledError:
-            # kopf cancels a daemon it stops (no cancellation backoff here); its own
-            # line names no cause, so say which and what to do (issue 14).
+            # kopf cancels a daemon still running a second after it set `stopped`; its
+            # own line names no cause, so say which and what to do (issue 14).
             log.log(*reconciler_stop_message(stopped.reason, anchor))
             raise
         if stopped:

@@ -117,7 +117,17 @@ def register_lifecycle(registry: kopf.OperatorRegistry, ctx: OperatorContext) ->
         # rather than wait in silence; a background task, as kopf pauses every handler
         # while the peering object is missing. Before the admin token: that needs Secrets.
         preflight.start(ctx)
-        await ensure_admin_token(ctx)
+        anchor = await ensure_admin_token(ctx)
+        if not (anchor.get("metadata") or {}).get("uid"):
+            # Issue 14: kopf keys each object's state and daemons by uid; without uids
+            # the reconciler is stopped by other objects' events and no status is ever
+            # written. Refuse at once rather than run in silence.
+            ctx.give_up(
+                f"the Kubernetes API server at {info.server} returned Secret "
+                f"{ours.namespace}/{ours.admin_token_secret} without metadata.uid (a "
+                "conformant server always assigns one); kopf keeps each object's state under "
+                "its uid, so the operator cannot work with it. Use a conformant API server."
+            )
         return info
 
     @kopf.on.cleanup(registry=registry)

@@ -27,7 +27,10 @@ async def test_objects_without_uid_are_named_in_one_error_line(
     caplog.set_level(logging.INFO)
     async with emulator(anchor=False, uids=False) as k:
         await create(k, secret(OPERATOR_NAMESPACE, ADMIN_TOKEN_SECRET, token=ADMIN_TOKEN.encode()))
-        async with operator(k, operator_settings(k)):
+        async with operator(k, operator_settings(k)) as ctx:
+            # Login already refuses the server: the admin-token Secret came back uid-less.
+            assert ctx.stop_flag.is_set()
+            assert ctx.fatal is not None and "without metadata.uid" in ctx.fatal
             await create(k, secret("bars", "gh", secret=b"s3cret"))
             await create(
                 k,
