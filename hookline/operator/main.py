@@ -8,6 +8,7 @@ registry and a context of their own, so several operators can run side by side.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 from typing import Any
@@ -19,7 +20,7 @@ from . import annotation_handlers, handlers, preflight, timers
 from .context import OperatorContext
 from .generated import ensure_admin_token
 from .ids import RECONCILER_DAEMON, STATS_TIMER
-from .kube import KubeClient
+from .kube import KubeClient, KubeError, resource_path
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,44 @@ def without_finalizers(registry: kopf.OperatorRegistry, handler_ids: set[str]) -
         dataclasses.replace(h, requires_finalizer=False) if h.id in handler_ids else h
         for h in spawning._handlers
     ]
+
+
+# Seconds between login attempts while the operator's own namespace is missing: it is
+# usually being created right then (kubectl apply of the install), so soon, not kopf's 60.
+# OperatorContext.extras key to shorten it in tests.
+NAMESPACE_RETRY_DELAY = 5.0
+NAMESPACE_RETRY_KEY = "namespace_retry_delay"
+
+
+async def admin_token_at_login(ctx: OperatorContext) -> dict[str, Any]:
+    """The admin-token Secret, made if missing. While the operator's own namespace is
+    missing: one WARNING line, then a check every few seconds until it exists (issue
+    14) — not a traceback, nor kopf's ERROR line for each retry of a failed login."""
+    namespace = ctx.config.namespace
+    path = resource_path("v1", "namespaces", None, namespace)
+    delay = float(ctx.extras.get(NAMESPACE_RETRY_KEY, NAMESPACE_RETRY_DELAY))
+    waited = False
+    while True:
+        try:
+            anchor = await ensure_admin_token(ctx)
+        except KubeError as exc:
+            if exc.status != 404 or await ctx.kube.get(path) is not None:
+                raise
+            if not waited:
+                log.warning(
+                    "the operator's namespace %r (HOOKLINE_NAMESPACE) does not exist: create "
+                    "it (kubectl create namespace %s) or set HOOKLINE_NAMESPACE; the operator "
+                    "waits for it, checking every %g s",
+                    namespace,
+                    namespace,
+                    delay,
+                )
+                waited = True
+            await asyncio.sleep(delay)
+            continue
+        if waited:
+            log.info("the operator's namespace %r exists now", namespace)
+        return anchor
 
 
 def register_lifecycle(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
@@ -117,7 +156,7 @@ def register_lifecycle(registry: kopf.OperatorRegistry, ctx: OperatorContext) ->
         # rather than wait in silence; a background task, as kopf pauses every handler
         # while the peering object is missing. Before the admin token: that needs Secrets.
         preflight.start(ctx)
-        anchor = await ensure_admin_token(ctx)
+        anchor = await admin_token_at_login(ctx)
         if not (anchor.get("metadata") or {}).get("uid"):
             # Issue 14: kopf keys each object's state and daemons by uid; without uids
             # the reconciler is stopped by other objects' events and no status is ever

@@ -138,6 +138,9 @@ class StrictEmulator(kmock.KubernetesEmulator):
     violations: list[str] = attrs.field(factory=list)
     # False: store objects without metadata.uid, as plain KMock 0.8 does (issue 14).
     assign_uids: bool = True
+    # True: creating in a namespace with no Namespace object answers 404, as a real API
+    # server does (issue 14: the operator's own namespace missing at login).
+    require_namespaces: bool = False
     _rv: int = attrs.field(default=0, init=False)
     _write_lock: asyncio.Lock = attrs.field(factory=asyncio.Lock, init=False)
     _changed: asyncio.Condition = attrs.field(factory=asyncio.Condition, init=False)
@@ -264,6 +267,9 @@ class StrictEmulator(kmock.KubernetesEmulator):
             self.violations.append(message)
             raise kmock.KubernetesError(status=422, reason="Invalid", message=message)
 
+    def _namespace_exists(self, namespace: str) -> bool:
+        return not self._gone((kmock.resource("v1/namespaces"), None, namespace))
+
     def _prepare_create(self, request: kmock.Request) -> kmock.Request:
         res = request.resource
         info = self._info(res)
@@ -288,6 +294,10 @@ class StrictEmulator(kmock.KubernetesEmulator):
                     status=422, reason="Invalid", message="metadata.namespace: Required value"
                 )
             meta["namespace"] = namespace
+            if self.require_namespaces and not self._namespace_exists(namespace):
+                raise kmock.KubernetesError(
+                    status=404, reason="NotFound", message=f'namespaces "{namespace}" not found'
+                )
         key = (res, namespace if (info is None or info.namespaced) else None, meta["name"])
         if key in self.objects and not self.objects[key].deleted:
             raise kmock.KubernetesError(

@@ -49,12 +49,16 @@ def strict_validator(crd: dict[str, Any], obj: dict[str, Any]) -> list[str]:
 
 
 @asynccontextmanager
-async def emulator(*, anchor: bool = True, uids: bool = True) -> AsyncIterator[StrictEmulator]:
+async def emulator(
+    *, anchor: bool = True, uids: bool = True, require_namespaces: bool = False
+) -> AsyncIterator[StrictEmulator]:
     """The strict emulator; with `anchor`, the receivers' admin-token Secret is there
     already (holding ADMIN_TOKEN), as a real install has it after the first start;
-    without `uids`, objects are stored without metadata.uid (as plain KMock 0.8)."""
+    without `uids`, objects are stored without metadata.uid (as plain KMock 0.8); with
+    `require_namespaces`, a create in a namespace with no Namespace object is a 404."""
     install_namespace_path_fix()
-    async with StrictEmulator(assign_uids=uids) as k, kmock.Server(k):
+    emulated = StrictEmulator(assign_uids=uids, require_namespaces=require_namespaces)
+    async with emulated as k, kmock.Server(k):
         k.add_kopf_backbone()
         # What the operator reads and writes besides its own resources.
         k.add_builtin("v1/secrets", "Secret", namespaced=True)
