@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import base64
 import ssl
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import trustme
+from aiohttp.test_utils import RawTestServer
 
 HOSTS = ("127.0.0.1", "localhost")
 
@@ -36,3 +40,16 @@ class TestCA:
     def kubeconfig_data(self) -> str:
         """`certificate-authority-data`: base64 of the PEM, as kubectl writes it."""
         return base64.b64encode(self.pem).decode("ascii")
+
+
+@asynccontextmanager
+async def https_server(handler: Any, ca: TestCA) -> AsyncIterator[str]:
+    """Serve an aiohttp raw handler (the KMock emulator) over https on loopback, with a
+    certificate from `ca` for 127.0.0.1; yields the `https://127.0.0.1:port` URL."""
+    server = RawTestServer(handler, host="127.0.0.1")
+    await server.start_server(ssl=ca.server_context())
+    try:
+        assert server.scheme == "https"
+        yield str(server.make_url("")).rstrip("/")
+    finally:
+        await server.close()
