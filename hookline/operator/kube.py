@@ -93,16 +93,36 @@ def resource_path(
     return "/".join(parts)
 
 
-def _ssl_context(info: kopf.ConnectionInfo) -> ssl.SSLContext | bool:
-    if info.insecure:
-        return False
-    context = ssl.create_default_context(
-        cafile=str(info.ca_path) if info.ca_path else None,
-        cadata=(info.ca_data.decode() if isinstance(info.ca_data, bytes) else info.ca_data),
-    )
-    if info.certificate_path and info.private_key_path:
-        context.load_cert_chain(str(info.certificate_path), str(info.private_key_path))
-    return context
+def _ssl_context(info: kopf.ConnectionInfo) -> ssl.SSLContext:
+    """kopf's own context for what kopf logged in with (issue 14).
+
+    A kubeconfig's `certificate-authority-data` is base64 of PEM; `ssl` wants the PEM
+    itself (passing it as is fails every https kubeconfig: "cadata does not contain a
+    certificate"). kopf decodes it, and client certificates given as data, the same way
+    its own API calls do; `insecure-skip-tls-verify` turns verification off.
+    """
+    return info.as_ssl_context()
+
+
+EXCERPT = 200  # characters of an answer that is not JSON, quoted in the error
+
+
+def _json_answer(method: str, path: str, status: int, raw: bytes) -> Any:
+    """The decoded answer; one that is not JSON is not the API server's (issue 14).
+
+    A proxy or load balancer in front of it answers with an HTML page (502, a login
+    form): that is the API server being out of reach, to retry, with what came back.
+    """
+    if not raw:
+        return {}
+    try:
+        return json.loads(raw)
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError both
+        excerpt = raw[:EXCERPT].decode("utf-8", "replace")
+        excerpt = " ".join(excerpt.split())
+        raise KubeUnavailable(
+            f"{method} {path}: HTTP {status}, not a JSON answer: {excerpt!r}"
+        ) from exc
 
 
 class KubeClient:
@@ -147,7 +167,7 @@ class KubeClient:
                 # Not by Content-Length: the API server sends large or gzipped answers
                 # chunked, without one.
                 raw = await response.read()
-                data = json.loads(raw) if raw else {}
+                data = _json_answer(method, path, response.status, raw)
                 if response.status >= 400:
                     data = data if isinstance(data, dict) else {}
                     raise KubeError(

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
+import os
 import re
 from collections.abc import Mapping
 from datetime import timedelta
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .. import __version__
@@ -70,6 +72,35 @@ def pod_namespace(path: Path = SERVICE_ACCOUNT_NAMESPACE_FILE) -> str | None:
     except OSError:
         return None
     return text or None
+
+
+def kubeconfig_namespace(environ: Mapping[str, str]) -> str | None:
+    """The namespace of the kubeconfig's current context, or None (issue 14).
+
+    `hookline operator` run by a user (not in a pod) logs in with the kubeconfig, as
+    kubectl does; its receiver goes where kubectl would put things. The file is the
+    first of KUBECONFIG's list, else ~/.kube/config (HOME from `environ`). A missing or
+    unreadable file, or one without a current context, is no answer: kopf says what is
+    wrong with it when it logs in.
+    """
+    listed = [part for part in environ.get("KUBECONFIG", "").split(os.pathsep) if part]
+    if listed:
+        path = Path(listed[0]).expanduser()
+    else:
+        path = Path(environ.get("HOME") or Path.home()) / ".kube" / "config"
+    try:
+        config = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    if not isinstance(config, dict):
+        return None
+    current = config.get("current-context")
+    for entry in config.get("contexts") or []:
+        if isinstance(entry, dict) and current and entry.get("name") == current:
+            context = entry.get("context")
+            namespace = context.get("namespace") if isinstance(context, dict) else None
+            return namespace if isinstance(namespace, str) and namespace else None
+    return None
 
 
 def derived_priority(pod_name: str) -> int:
@@ -144,7 +175,8 @@ class OperatorSettings(BaseModel):
         description=(
             "HOOKLINE_NAMESPACE: the namespace the receiver Deployment, its Services, "
             "Ingress, NetworkPolicy and admin-token Secret go to. Default: the operator "
-            "pod's own namespace, else 'hookline'."
+            "pod's own namespace, else the kubeconfig's current context's namespace "
+            "(when HOOKLINE_KUBE_URL is unset), else 'hookline'."
         ),
     )
     operator_namespace: str | None = Field(
@@ -722,7 +754,11 @@ class OperatorSettings(BaseModel):
         if "peering_priority" not in raw and environ.get("HOSTNAME"):
             raw["peering_priority"] = derived_priority(environ["HOSTNAME"])
         own = pod_namespace(namespace_file)
-        raw.setdefault("namespace", own or DEFAULT_NAMESPACE)
+        # The pod's namespace, else the kubeconfig context's, which kopf logs in with
+        # only when HOOKLINE_KUBE_URL is unset (issue 14), else "hookline".
+        if "namespace" not in raw:
+            from_kubeconfig = None if "kube_url" in raw else kubeconfig_namespace(environ)
+            raw["namespace"] = own or from_kubeconfig or DEFAULT_NAMESPACE
         if own is not None:
             raw.setdefault("operator_namespace", own)
         try:

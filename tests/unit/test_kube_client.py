@@ -15,7 +15,15 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from hookline.api.common import NAME_PATTERN
-from hookline.operator.kube import MAX_NAME, KubeClient, KubeError, event_name, resource_path
+from hookline.operator.kube import (
+    MAX_NAME,
+    KubeClient,
+    KubeError,
+    KubeUnavailable,
+    event_name,
+    resource_path,
+)
+from tests.support.tls import TestCA
 
 ITEMS = [{"metadata": {"name": f"s{i}"}, "data": {"k": "x" * 100}} for i in range(50)]
 
@@ -40,12 +48,26 @@ async def conflict(request: web.Request) -> web.Response:
     return web.json_response({"reason": "AlreadyExists", "message": "exists"}, status=409)
 
 
+async def proxy_page(request: web.Request) -> web.Response:
+    return web.Response(
+        text="<html>\n<head><title>502 Bad Gateway</title></head>\n" + "x" * 1000,
+        status=502,
+        content_type="text/html",
+    )
+
+
+async def html_ok(request: web.Request) -> web.Response:
+    return web.Response(text="<html>sign in</html>", content_type="text/html")
+
+
 @pytest.fixture
 async def client() -> AsyncIterator[KubeClient]:
     app = web.Application()
     app.router.add_get("/api/v1/namespaces/ns/secrets", chunked)
     app.router.add_get("/api/v1/namespaces/ns/secrets/x", missing)
     app.router.add_post("/api/v1/namespaces/ns/secrets", conflict)
+    app.router.add_get("/api/v1/namespaces/ns/configmaps", proxy_page)
+    app.router.add_get("/api/v1/namespaces/ns/configmaps/x", html_ok)
     server = TestServer(app)
     await server.start_server()
     async with aiohttp.ClientSession() as session:
@@ -64,6 +86,54 @@ async def test_absent_is_none_and_errors_carry_the_reason(client: KubeClient) ->
     with pytest.raises(KubeError) as caught:
         await client.create(resource_path("v1", "secrets", "ns"), {"metadata": {"name": "y"}})
     assert (caught.value.status, caught.value.reason) == (409, "AlreadyExists")
+
+
+async def test_an_answer_that_is_not_json_is_the_server_out_of_reach(client: KubeClient) -> None:
+    """An HTML page from a proxy in front of the API server (issue 14): retry later, and
+    say what came back, briefly; not a JSONDecodeError from deep inside."""
+    with pytest.raises(KubeUnavailable) as caught:
+        await client.list(resource_path("v1", "configmaps", "ns"))
+    message = str(caught.value)
+    assert "HTTP 502" in message and "502 Bad Gateway" in message, message
+    assert "\n" not in message and len(message) < 400, message
+    # A 200 that is not JSON is no better.
+    with pytest.raises(KubeUnavailable, match=r"HTTP 200.*sign in"):
+        await client.get(resource_path("v1", "configmaps", "ns", "x"))
+
+
+async def _get_over_https(trusted: TestCA | None = None) -> dict[str, object]:
+    """GET from an https server, trusting `trusted` (default: the CA that issued its
+    certificate) by its base64 `certificate-authority-data`, as a kubeconfig gives it."""
+    served = TestCA()
+    app = web.Application()
+    app.router.add_get("/api/v1/namespaces/ns/secrets", chunked)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server(ssl=served.server_context())
+    assert server.scheme == "https"
+    try:
+        async with aiohttp.ClientSession() as session:
+            info = kopf.ConnectionInfo(
+                server=str(server.make_url("")).rstrip("/"),
+                ca_data=(trusted or served).kubeconfig_data,
+            )
+            return await KubeClient(info, session).request(
+                "GET", resource_path("v1", "secrets", "ns")
+            )
+    finally:
+        await server.close()
+
+
+async def test_https_with_the_kubeconfigs_base64_ca() -> None:
+    """`certificate-authority-data` is base64 of PEM (issue 14: every https kubeconfig
+    failed with "cadata does not contain a certificate")."""
+    answer = await _get_over_https()
+    assert len(answer["items"]) == len(ITEMS)  # type: ignore[arg-type]
+
+
+async def test_https_checks_the_servers_certificate() -> None:
+    # Another CA than the one that issued the server's certificate: refused, retryable.
+    with pytest.raises(KubeUnavailable, match="Certificate"):
+        await _get_over_https(TestCA())
 
 
 def test_paths() -> None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import yaml
 
 from hookline.operator.settings import (
     DEFAULT_NAMESPACE,
@@ -18,7 +21,28 @@ NO_POD = Path("/nonexistent/namespace")
 
 
 def from_env(**env: str) -> OperatorSettings:
-    return OperatorSettings.from_env(env, namespace_file=NO_POD)
+    # No ~/.kube/config of whoever runs the tests (issue 14).
+    return OperatorSettings.from_env({"HOME": "/nonexistent", **env}, namespace_file=NO_POD)
+
+
+def kubeconfig(path: Path, current: str | None = "dev", namespace: str | None = "team") -> Path:
+    """A kubeconfig whose `dev` context has `namespace`, another context `prod`'s."""
+    dev: dict[str, object] = {"cluster": "c", "user": "u"}
+    if namespace is not None:
+        dev["namespace"] = namespace
+    config: dict[str, object] = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "contexts": [
+            {"name": "prod", "context": {"cluster": "c", "user": "u", "namespace": "prod"}},
+            {"name": "dev", "context": dev},
+        ],
+    }
+    if current is not None:
+        config["current-context"] = current
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config))
+    return path
 
 
 def test_defaults_outside_a_cluster() -> None:
@@ -49,6 +73,49 @@ def test_namespace_comes_from_the_pod(tmp_path: Path) -> None:
     # The receiver may run elsewhere; the NetworkPolicy still admits the operator's pods.
     s = OperatorSettings.from_env({"HOOKLINE_NAMESPACE": "edge"}, namespace_file=file)
     assert (s.namespace, s.operator_pod_namespace) == ("edge", "platform")
+
+
+def test_namespace_comes_from_the_kubeconfigs_current_context(tmp_path: Path) -> None:
+    """A user's `hookline operator`: the receiver goes where kubectl puts things (issue 14)."""
+    first = kubeconfig(tmp_path / "first")
+    listed = f"{first}{os.pathsep}{tmp_path / 'missing'}"
+    assert from_env(KUBECONFIG=listed).namespace == "team"
+    # Without KUBECONFIG: ~/.kube/config.
+    home = tmp_path / "home"
+    kubeconfig(home / ".kube" / "config", namespace="at-home")
+    assert from_env(HOME=str(home)).namespace == "at-home"
+    # Only the first file of the list counts, as kopf reads it.
+    second = f"{tmp_path / 'missing'}{os.pathsep}{first}"
+    assert from_env(KUBECONFIG=second, HOME=str(home)).namespace == DEFAULT_NAMESPACE
+
+
+def test_what_beats_the_kubeconfigs_namespace(tmp_path: Path) -> None:
+    env = {"KUBECONFIG": str(kubeconfig(tmp_path / "config")), "HOME": "/nonexistent"}
+    assert from_env(**env, HOOKLINE_NAMESPACE="explicit").namespace == "explicit"
+    # HOOKLINE_KUBE_URL: kopf does not log in with the kubeconfig, so it says nothing.
+    with_url = from_env(**env, HOOKLINE_KUBE_URL="http://127.0.0.1:9999")
+    assert with_url.namespace == DEFAULT_NAMESPACE
+    pod = tmp_path / "namespace"
+    pod.write_text("platform\n")
+    assert OperatorSettings.from_env(env, namespace_file=pod).namespace == "platform"
+
+
+@pytest.mark.parametrize(
+    "write",
+    [
+        lambda p: kubeconfig(p, namespace=None),  # the context has no namespace
+        lambda p: kubeconfig(p, current=None),  # no current context
+        lambda p: kubeconfig(p, current="gone"),  # a current context that is not there
+        lambda p: p.write_text("contexts: [unclosed"),  # not YAML
+        lambda p: p.write_text("- a list\n"),  # YAML, not a kubeconfig
+    ],
+)
+def test_a_kubeconfig_without_a_namespace_leaves_the_default(
+    tmp_path: Path, write: Callable[[Path], object]
+) -> None:
+    path = tmp_path / "config"
+    write(path)
+    assert from_env(KUBECONFIG=str(path)).namespace == DEFAULT_NAMESPACE
 
 
 def test_values_from_the_environment() -> None:
