@@ -88,5 +88,8 @@ async def ensure_admin_token(ctx: OperatorContext) -> dict[str, Any]:
     except KubeError as exc:
         if exc.status != 409:
             raise
-    # Made meanwhile (another replica, a previous attempt): the one that is there.
-    return await ctx.kube.get(path) or {}
+    # Made meanwhile (another replica, a previous attempt): the one that is there. Gone
+    # again already: try later, never an empty object (login would read it as uid-less).
+    if (found := await ctx.kube.get(path)) is None:
+        raise kopf.TemporaryError(f"Secret {path} was deleted while being created", delay=1)
+    return found

@@ -8,12 +8,12 @@ import logging
 
 import pytest
 
-from hookline.api.common import API_VERSION
 from tests.support.operator_env import (
     ADMIN_TOKEN,
     ADMIN_TOKEN_SECRET,
     OPERATOR_NAMESPACE,
     create,
+    create_github_webhook,
     emulator,
     operator,
     operator_settings,
@@ -31,16 +31,7 @@ async def test_objects_without_uid_are_named_in_one_error_line(
             # Login already refuses the server: the admin-token Secret came back uid-less.
             assert ctx.stop_flag.is_set()
             assert ctx.fatal is not None and "without metadata.uid" in ctx.fatal
-            await create(k, secret("bars", "gh", secret=b"s3cret"))
-            await create(
-                k,
-                {
-                    "apiVersion": API_VERSION,
-                    "kind": "Webhook",
-                    "metadata": {"name": "wr", "namespace": "bars"},
-                    "spec": {"auth": {"type": "github", "secretRef": {"name": "gh"}}},
-                },
-            )
+            await create_github_webhook(k, "bars", "wr")
 
             def named() -> list[logging.LogRecord]:
                 return [

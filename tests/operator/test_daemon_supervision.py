@@ -8,33 +8,18 @@ import logging
 
 import pytest
 
-from hookline.api.common import API_VERSION
 from hookline.operator.daemons import RESTART_DELAY_KEY
 from tests.support.kmock_harness import StrictEmulator
 from tests.support.operator_env import (
     OPERATOR_NAMESPACE,
     WEBHOOKS,
     condition,
-    create,
+    create_github_webhook,
     operator,
     operator_settings,
-    secret,
 )
 
 SLICES = f"/apis/discovery.k8s.io/v1/namespaces/{OPERATOR_NAMESPACE}/endpointslices"
-
-
-async def _webhook(k: StrictEmulator) -> None:
-    await create(k, secret("bars", "gh", secret=b"s3cret"))
-    await create(
-        k,
-        {
-            "apiVersion": API_VERSION,
-            "kind": "Webhook",
-            "metadata": {"name": "wr", "namespace": "bars"},
-            "spec": {"auth": {"type": "github", "secretRef": {"name": "gh"}}},
-        },
-    )
 
 
 async def test_a_failing_pass_is_an_error_line_and_the_reconciler_recovers(
@@ -59,7 +44,7 @@ async def test_a_failing_pass_is_an_error_line_and_the_reconciler_recovers(
     settings = operator_settings(k8s)
     assert settings.admin_service_name == "hookline-receiver-admin"
     async with operator(k8s, settings, extras={RESTART_DELAY_KEY: 0.2}):
-        await _webhook(k8s)
+        await create_github_webhook(k8s, "bars", "wr")
 
         def failures() -> list[str]:
             return [
@@ -82,7 +67,7 @@ async def test_a_clean_exit_logs_the_reconciler_stop_at_info(
 ) -> None:
     caplog.set_level(logging.INFO)
     async with operator(k8s, operator_settings(k8s)):
-        await _webhook(k8s)
+        await create_github_webhook(k8s, "bars", "wr")
         await k8s.wait_for(lambda: condition(k8s.get(WEBHOOKS, "bars", "wr")), 10)
     stops = [r for r in caplog.records if r.getMessage().startswith("the reconciler stops")]
     assert [(r.levelno, r.getMessage()) for r in stops] == [

@@ -183,6 +183,21 @@ async def create(k: StrictEmulator, obj: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
+async def create_github_webhook(k: StrictEmulator, namespace: str, name: str) -> None:
+    """A Secret `gh` and a Webhook `name` with github auth reading it: the least that
+    makes the reconciler write a status."""
+    await create(k, secret(namespace, "gh", secret=b"s3cret"))
+    await create(
+        k,
+        {
+            "apiVersion": API_VERSION,
+            "kind": "Webhook",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"auth": {"type": "github", "secretRef": {"name": "gh"}}},
+        },
+    )
+
+
 async def patch(k: StrictEmulator, path: str, body: dict[str, Any]) -> dict[str, Any]:
     rsp = await k.patch(path, json=body, headers={"Content-Type": "application/merge-patch+json"})
     data: dict[str, Any] = await rsp.json()
