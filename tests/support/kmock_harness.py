@@ -136,6 +136,8 @@ class StrictEmulator(kmock.KubernetesEmulator):
     validators: dict[kmock.resource, Validator] = attrs.field(factory=dict)
     crds: dict[kmock.resource, dict[str, Any]] = attrs.field(factory=dict)
     violations: list[str] = attrs.field(factory=list)
+    # Every create answered 409 AlreadyExists, as "<plural>/<namespace>/<name>" (issue 14).
+    conflicts: list[str] = attrs.field(factory=list)
     # False: store objects without metadata.uid, as plain KMock 0.8 does (issue 14).
     assign_uids: bool = True
     # True: creating in a namespace with no Namespace object answers 404, as a real API
@@ -300,6 +302,7 @@ class StrictEmulator(kmock.KubernetesEmulator):
                 )
         key = (res, namespace if (info is None or info.namespaced) else None, meta["name"])
         if key in self.objects and not self.objects[key].deleted:
+            self.conflicts.append(f"{res.plural}/{key[1]}/{meta['name']}")
             raise kmock.KubernetesError(
                 status=409,
                 reason="AlreadyExists",
