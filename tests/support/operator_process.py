@@ -8,11 +8,24 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import sys
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+
+from hookline.api.common import API_VERSION
+from tests.support.kmock_harness import StrictEmulator
+from tests.support.operator_env import (
+    EVENTFILTERS,
+    EVENTTYPES,
+    WEBHOOKS,
+    condition,
+    create,
+    is_ready,
+    secret,
+)
 
 STOP_SECONDS = 30.0
 # What would make the operator log in elsewhere or read settings the test did not give.
@@ -52,14 +65,14 @@ class OperatorProcess:
 
 
 @asynccontextmanager
-async def operator_process(env: Mapping[str, str]) -> AsyncIterator[OperatorProcess]:
-    """`python -m hookline.cli operator` with exactly `env`; stopped on exit if the test
-    did not stop it (and killed if SIGTERM does not end it)."""
+async def operator_process(
+    env: Mapping[str, str], argv: Sequence[str] = ("-m", "hookline.cli", "operator")
+) -> AsyncIterator[OperatorProcess]:
+    """`python <argv>` (default: `-m hookline.cli operator`) with exactly `env`; stopped
+    on exit if the test did not stop it (and killed if SIGTERM does not end it)."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
-        "-m",
-        "hookline.cli",
-        "operator",
+        *argv,
         env=dict(env),
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
@@ -75,3 +88,69 @@ async def operator_process(env: Mapping[str, str]) -> AsyncIterator[OperatorProc
             process.kill()
             await process.wait()
             raise
+
+
+async def apply_and_watch(k8s: StrictEmulator, namespace: str, *, receiver_namespace: str) -> None:
+    """What issue 14's user did, and what they should have seen: an EventType, and a
+    Webhook that refers to it and to a filter not applied yet (Ready=False
+    FilterNotFound within 10 s); then the filter (filter and type Ready, and the
+    Webhook's reason is about serving: no receiver pod runs in the emulator), and the
+    managed receiver's Deployment in `receiver_namespace`."""
+    await create(k8s, secret(namespace, "gh", secret=b"s3cret"))
+    await create(
+        k8s,
+        {
+            "apiVersion": API_VERSION,
+            "kind": "EventType",
+            "metadata": {"name": "push", "namespace": namespace},
+            "spec": {
+                "type": "github.push",
+                "version": "v1",
+                "match": {"header": {"name": "X-GitHub-Event", "value": "push"}},
+            },
+        },
+    )
+    await create(
+        k8s,
+        {
+            "apiVersion": API_VERSION,
+            "kind": "Webhook",
+            "metadata": {"name": "from-process", "namespace": namespace},
+            "spec": {
+                "auth": {"type": "github", "secretRef": {"name": "gh"}},
+                "eventTypes": [{"name": "push"}],
+                "filters": [{"name": "main-only"}],
+            },
+        },
+    )
+
+    def reason() -> tuple[str, str] | None:
+        found = condition(k8s.get(WEBHOOKS, namespace, "from-process"))
+        return None if found is None else (found["status"], found["reason"])
+
+    await k8s.wait_for(lambda: reason() == ("False", "FilterNotFound"), 10)
+    await create(
+        k8s,
+        {
+            "apiVersion": API_VERSION,
+            "kind": "EventFilter",
+            "metadata": {"name": "main-only", "namespace": namespace},
+            "spec": {"rules": [{"field": "$.ref", "operator": "equals", "value": "main"}]},
+        },
+    )
+    await k8s.wait_for(lambda: is_ready(k8s.get(EVENTFILTERS, namespace, "main-only")), 10)
+    await k8s.wait_for(lambda: is_ready(k8s.get(EVENTTYPES, namespace, "push")), 10)
+    await k8s.wait_for(lambda: reason() == ("False", "ReceiverNotReady"), 10)
+    await k8s.wait_for(
+        lambda: k8s.get("apps/v1/deployments", receiver_namespace, "hookline-receiver"), 10
+    )
+
+
+def assert_clean_exit(k8s: StrictEmulator, code: int, stderr: str) -> None:
+    """Exit 0 on SIGTERM, no traceback, and no 409 anywhere (issue 14)."""
+    assert code == 0, stderr[-3000:]
+    assert "Traceback" not in stderr, stderr[-3000:]
+    # The emulator's own record, not only a search of the log for "409" (a timestamp's
+    # milliseconds can read ",409": that failed CI once).
+    assert k8s.conflicts == [], k8s.conflicts
+    assert not re.search(r"(?<![,\d])409(?!\d)", stderr), stderr[-3000:]

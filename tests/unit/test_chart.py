@@ -30,6 +30,7 @@ from hookline.operator.rbac import (
 )
 from hookline.operator.settings import OperatorSettings, env_name
 from tests.conftest import ROOT
+from tests.support import chart
 
 CHART = ROOT / "charts" / "hookline"
 TEMPLATES = CHART / "templates"
@@ -334,3 +335,44 @@ def test_every_value_is_used() -> None:
         ".".join(leaf) for leaf in _leaves(values()) if ".Values." + ".".join(leaf) not in text
     ]
     assert unused == []
+
+
+# -- rendered by tests/support/chart.py (the templates' logic, not only their shape) --
+
+
+def rendered_env(values: dict[str, Any] | None = None) -> dict[str, str]:
+    deployment = chart.find(chart.template(values), "Deployment")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    return {e["name"]: e["value"] for e in container["env"]}
+
+
+def test_large_numbers_render_as_integers_not_floats() -> None:
+    """Helm reads values as float64: `| quote` alone renders 1000000 as "1e+06", which
+    the receiver's --max-outbox-backlog cannot parse (issue 14)."""
+    assert chart.go_string(1000000.0) == "1e+06"  # what Helm prints without `int`
+    env = rendered_env({"receiver": {"maxOutboxBacklog": 1000000, "servicePort": 8080}})
+    assert env["HOOKLINE_RECEIVER_MAX_OUTBOX_BACKLOG"] == "1000000"
+    assert env["HOOKLINE_RECEIVER_SERVICE_PORT"] == "8080"
+    settings = OperatorSettings.from_env(env)
+    assert settings.receiver_max_outbox_backlog == 1000000
+
+
+def test_every_rendered_variable_parses_as_the_operator_reads_it() -> None:
+    env = rendered_env({"operator": {"watchNamespaces": ["a", "b"]}, "store": {"url": "x"}})
+    settings = OperatorSettings.from_env(env)
+    assert settings.watch_namespaces == ["a", "b"]
+    assert env["HOOKLINE_STORE_SECRET_NAME"] == "hookline-store"
+
+
+def test_the_chart_refuses_replicas_it_cannot_serve() -> None:
+    with pytest.raises(chart.ChartError, match="needs PostgreSQL"):
+        chart.template({"receiver": {"replicas": 2}})
+    with pytest.raises(chart.ChartError, match="needs peering"):
+        chart.template({"operator": {"replicas": 2}, "peering": {"standalone": True}})
+
+
+def test_watched_namespaces_get_role_bindings_and_peerings() -> None:
+    objects = chart.template({"operator": {"watchNamespaces": ["a", "b"]}})
+    peerings = sorted(o["metadata"]["namespace"] for o in objects if o["kind"] == "KopfPeering")
+    assert peerings == ["a", "b", "hookline"]
+    assert not [o for o in objects if o["kind"] == "ClusterKopfPeering"]
