@@ -172,6 +172,12 @@ async def admit(state: ReceiverState, delivery: Delivery) -> None:
         except (ValueError, UnicodeDecodeError):
             delivery.payload = None
     delivery.dedup_key = dedup_key(route, request, delivery.payload)
+    if is_github_ping(route, request):
+        # Issue 12: GitHub sends `ping` when a hook is created (and on the operator's
+        # POST .../pings). It is no event of the Webhook's eventTypes and no filter
+        # applies: recorded (signature verified above), answered 2xx, forwarded nowhere.
+        delivery.classification = Classification(filtered_by=GITHUB_PING)
+        return
     if not classifies(route):
         return  # the default Classification: no event type, no tallies
     # Event types and filters (issue 4): the classification is kept even when it
@@ -182,6 +188,16 @@ async def admit(state: ReceiverState, delivery: Delivery) -> None:
     )
     if delivery.classification.refusal is not None:
         raise delivery.classification.refusal
+
+
+GITHUB_PING = "github ping: recorded, not forwarded"
+
+
+def is_github_ping(route: Route, request: web.Request) -> bool:
+    return (
+        route.webhook.spec.auth.type is AuthType.GITHUB
+        and request.headers.get("X-GitHub-Event") == "ping"
+    )
 
 
 def dedup_key(route: Route, request: web.Request, payload: Any) -> str | None:
