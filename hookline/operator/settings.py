@@ -467,6 +467,32 @@ class OperatorSettings(BaseModel):
             "current configuration, and compares the receiver's objects for drift."
         ),
     )
+    # --- GitHub hooks (issue 12) ------------------------------------------------------
+    github_resync_interval: float = Field(
+        default=600.0,
+        gt=0,
+        description=(
+            "HOOKLINE_GITHUB_RESYNC_INTERVAL: seconds between checks of each managed "
+            "GitHub hook for drift (a conditional GET, answered 304 when nothing changed, "
+            "costs no rate limit); a spec or Secret change checks at once."
+        ),
+    )
+    github_redelivery_window: timedelta = Field(
+        default=timedelta(hours=72),
+        description=(
+            "HOOKLINE_GITHUB_REDELIVERY_WINDOW (Go duration): how far back failed or "
+            "missing deliveries are asked for again (GitHub keeps 3 days)."
+        ),
+    )
+    github_delete_timeout: float = Field(
+        default=600.0,
+        gt=0,
+        description=(
+            "HOOKLINE_GITHUB_DELETE_TIMEOUT: seconds a deleted Webhook waits for its "
+            "GitHub hook to be deleted (credentials gone, GitHub down) before it is "
+            "released anyway, with a Warning Event naming the hook to delete by hand."
+        ),
+    )
     preflight_interval: float = Field(
         default=30.0,
         gt=0,
@@ -506,20 +532,26 @@ class OperatorSettings(BaseModel):
         return _json(value)
 
     @field_validator(
-        "stats_interval", "config_debounce", "resync_interval", "preflight_interval", mode="before"
+        "stats_interval",
+        "config_debounce",
+        "resync_interval",
+        "preflight_interval",
+        "github_resync_interval",
+        "github_delete_timeout",
+        mode="before",
     )
     @classmethod
     def _intervals(cls, value: Any) -> Any:
         return _seconds(value)
 
-    @field_validator("secret_overlap", mode="before")
+    @field_validator("secret_overlap", "github_redelivery_window", mode="before")
     @classmethod
     def _overlap(cls, value: Any) -> Any:
         if isinstance(value, str):
             return parse_duration(value.strip())
         return value
 
-    @field_validator("secret_overlap")
+    @field_validator("secret_overlap", "github_redelivery_window")
     @classmethod
     def _overlap_not_negative(cls, value: timedelta) -> timedelta:
         if value < timedelta(0):
