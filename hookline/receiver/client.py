@@ -132,6 +132,14 @@ class ReceiverAdmin:
         """GET /api/v1/stats: counters per Webhook, EventFilter, EventType."""
         return await self._call("GET", "/api/v1/stats")
 
+    async def known_deliveries(self, webhook: str, ids: list[str]) -> set[str]:
+        """POST /api/v1/webhooks/<ns>/<name>/known-deliveries: which of the sender's
+        delivery ids (X-GitHub-Delivery) the store holds for `webhook` ("ns/name")."""
+        namespace, _, name = webhook.partition("/")
+        path = f"/api/v1/webhooks/{quote(namespace, safe='')}/{quote(name, safe='')}"
+        answer = await self._call("POST", f"{path}/known-deliveries", {"ids": ids})
+        return {str(i) for i in answer.get("known") or []}
+
     async def delivery(self, delivery_id: str) -> dict[str, Any]:
         """GET /api/v1/deliveries/<id>: one kept delivery (credentials redacted), with
         its destinations, attempts and replays. 404 delivery_not_found if not kept."""

@@ -122,6 +122,53 @@ OPENAPI: dict[str, Any] = {
                 },
             }
         },
+        "/api/v1/webhooks/{namespace}/{name}/known-deliveries": {
+            "post": {
+                "operationId": "knownDeliveries",
+                "summary": "Which of these sender delivery ids (X-GitHub-Delivery) were received.",
+                "description": (
+                    "Issue 12: the operator asks before it has GitHub redeliver what the "
+                    "receiver missed. At most 1000 ids."
+                ),
+                "parameters": [
+                    {"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
+                    for n in ("namespace", "name")
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["ids"],
+                                "properties": {
+                                    "ids": {
+                                        "type": "array",
+                                        "maxItems": 1000,
+                                        "items": {"type": "string", "minLength": 1},
+                                    }
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["webhook", "known"],
+                            "properties": {
+                                "webhook": {"type": "string"},
+                                "known": {"type": "array", "items": {"type": "string"}},
+                            },
+                        },
+                        "The ids of those asked that the store holds.",
+                    ),
+                    "400": _ERROR,
+                    "503": _ERROR,
+                },
+            }
+        },
         "/api/v1/stats": {
             "get": {
                 "operationId": "getStats",

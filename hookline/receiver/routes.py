@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from . import admin, ingest, replay
+from . import admin, admin_known, ingest, replay
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -24,6 +24,11 @@ def setup_admin_routes(app: web.Application) -> None:
     app.router.add_get("/api/v1/deliveries/{id}", admin.get_delivery, name="delivery")
     app.router.add_post("/api/v1/deliveries/{id}/replay", replay.replay_delivery, name="replay")
     app.router.add_post("/api/v1/replays", replay.replay_batch, name="replays")
+    app.router.add_post(
+        "/api/v1/webhooks/{namespace}/{name}/known-deliveries",
+        admin_known.known_deliveries,
+        name="known_deliveries",
+    )
     app.router.add_get("/api/v1/stats", admin.stats, name="stats")
     app.router.add_get("/api/v1/config", admin.get_config, name="config")
     app.router.add_put("/api/v1/config", admin.put_config, name="put_config")

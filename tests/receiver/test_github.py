@@ -68,3 +68,42 @@ async def test_other_events_are_still_refused_by_the_event_types(receiver: Recei
     headers = github_headers(SECRETS["gh"].encode(), body, "issue-1", event="issues")
     response = await receiver.post("gh", body, **headers)
     assert response.status == 422
+
+
+async def test_known_deliveries_are_those_the_store_holds(receiver: Receiver) -> None:
+    """What the operator asks before it has GitHub redeliver (issue 12)."""
+    for guid in ("guid-1", "guid-2"):
+        headers = github_headers(SECRETS["gh"].encode(), PING, guid, event="ping")
+        assert (await receiver.post("gh", PING, **headers)).status == 202
+    refused = github_headers(b"forged", PING, "guid-3", event="ping")
+    assert (await receiver.post("gh", PING, **refused)).status == 401
+    path = f"/api/v1/webhooks/{NS}/gh/known-deliveries"
+    asked = ["guid-1", "guid-3", "guid-4", "guid-2"]
+    response = await receiver.admin.post(path, json={"ids": asked})
+    assert response.status == 200, await response.text()
+    # A refused delivery is not held: GitHub must send it again.
+    assert await response.json() == {"webhook": f"{NS}/gh", "known": ["guid-1", "guid-2"]}
+    other = await receiver.admin.post(
+        f"/api/v1/webhooks/{NS}/other/known-deliveries", json={"ids": ["guid-1"]}
+    )
+    assert (await other.json())["known"] == []
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        (b"not json", "invalid_body"),
+        (b'{"ids": "guid-1"}', "invalid_body"),
+        (b'{"ids": [""]}', "invalid_body"),
+        (json.dumps({"ids": [f"g{i}" for i in range(1001)]}).encode(), "too_many_ids"),
+    ],
+)
+async def test_known_deliveries_refuses_bad_bodies(
+    receiver: Receiver, body: bytes, error: str
+) -> None:
+    response = await receiver.admin.post(
+        f"/api/v1/webhooks/{NS}/gh/known-deliveries",
+        data=body,
+        headers={"Content-Type": "application/json"},
+    )
+    assert (response.status, (await response.json())["error"]) == (400, error)
