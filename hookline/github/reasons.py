@@ -16,4 +16,7 @@ REPOSITORY_NOT_FOUND = "RepositoryNotFound"  # 404 on the repository / organizat
 RATE_LIMITED = "RateLimited"  # primary or secondary rate limit; retried after its delay
 INVALID_CONFIG = "InvalidConfig"  # 422: GitHub refused the hook's configuration
 CREDENTIALS_NOT_FOUND = "CredentialsNotFound"  # the token / private key Secret is missing
+# The Webhook is not Ready (the receiver does not serve it yet): no hook is created, so
+# GitHub's first ping is not answered 404; the reconciler wakes the check when it is.
+WEBHOOK_NOT_READY = "WebhookNotReady"
 GITHUB_UNAVAILABLE = "GitHubUnavailable"  # 5xx, timeouts, connection refused: retried

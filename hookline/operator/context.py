@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import kopf
@@ -21,6 +21,9 @@ import kopf
 from ..receiver.client import ReceiverAdmin
 from .kube import KubeClient, resource_path
 from .settings import OperatorSettings
+
+if TYPE_CHECKING:
+    from .github_sync import HookReport
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +54,12 @@ class OperatorContext:
     # Free slots for the parts of the operator that keep state between calls (the
     # reconciler, the annotation handlers' timing, a test's stats source).
     extras: dict[str, Any] = field(default_factory=dict)
+    # The last check of each managed GitHub hook, by (namespace, name, uid) (issue 12),
+    # written by its daemon and read by the reconciler, the one writer of statuses.
+    github_reports: dict[tuple[str, str, str], HookReport] = field(default_factory=dict)
+    # Wakes a GitHub hook's daemon before its resync interval: its spec or a Secret
+    # it reads changed. By (namespace, name).
+    github_wakeups: dict[tuple[str, str], asyncio.Event] = field(default_factory=dict)
     # Set when the operator cannot work at all (issue 14: an API server that assigns no
     # uids): `hookline operator` hands `stop_flag` to kopf.run and exits 1 with `fatal`.
     # An asyncio.Event, not a threading one: kopf waits on a threading.Event in an
@@ -92,6 +101,12 @@ class OperatorContext:
         reconciler daemon and the stats timer run on (a kopf `when=` filter)."""
         settings = self.config
         return (namespace, name) == (settings.namespace, settings.admin_token_secret)
+
+    def wake_github(self, namespace: str, name: str) -> None:
+        """Check this Webhook's GitHub hook now, not at its next resync (issue 12)."""
+        event = self.github_wakeups.get((namespace, name))
+        if event is not None:
+            event.set()
 
     def poke(self) -> None:
         """Ask the reconciler for a pass soon (debounced: many pokes, one pass)."""

@@ -135,6 +135,8 @@ def register(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
         # for each would be a thousand passes for a thousand Webhooks' counters.
         if seen.changed(type, body, str(body.get("metadata", {}).get("generation"))):
             ctx.poke()
+            meta = body.get("metadata", {})
+            ctx.wake_github(str(meta.get("namespace")), str(meta.get("name")))
 
     @kopf.on.event("v1", "secrets", registry=registry)
     async def secret_changed(type: str | None, body: kopf.Body, **kwargs: Any) -> None:
@@ -147,6 +149,12 @@ def register(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
             return
         if seen.changed(type, body, data_digest(body)):
             ctx.poke()
+            # A rotated hook secret or token: the GitHub hooks that read it look now.
+            for webhook in kwargs[REFERENCES_INDEX].get(
+                ("Secret", meta.get("namespace"), meta.get("name")), ()
+            ):
+                namespace, _, name = str(webhook).partition("/")
+                ctx.wake_github(namespace, name)
 
     @kopf.on.event("v1", "secrets", when=ctx.is_anchor, registry=registry)
     async def admin_token_changed(type: str | None, body: kopf.Body, **_: Any) -> None:

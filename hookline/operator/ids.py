@@ -17,3 +17,6 @@ REFERENCES_INDEX = "hookline_references"
 WEBHOOK_HANDLER = "webhook"
 RECONCILER_DAEMON = "reconciler"
 STATS_TIMER = "receiver-stats"
+GITHUB_HOOK_DAEMON = "github-hook"  # one per Webhook with spec.github (issue 12)
+GITHUB_HOOK_DELETE = "github-hook-delete"  # the finalizer's handler: delete the hook
+GITHUB_HOOK_REMOVED = "github-hook-removed"  # spec.github removed: delete the hook

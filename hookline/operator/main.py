@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 import kopf
 
-from . import annotation_handlers, handlers, preflight, timers
+from . import annotation_handlers, github_handlers, handlers, preflight, timers
 from .context import OperatorContext
 from .generated import ensure_admin_token
 from .ids import RECONCILER_DAEMON, STATS_TIMER
@@ -32,6 +32,7 @@ def register_all(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
     handlers.register(registry, ctx)
     timers.register(registry, ctx)
     annotation_handlers.register(registry, ctx)
+    github_handlers.register(registry, ctx)
     without_finalizers(
         registry,
         {RECONCILER_DAEMON, STATS_TIMER, annotation_handlers.PREVIOUS_SECRET_DAEMON},

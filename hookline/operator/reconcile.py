@@ -22,6 +22,7 @@ from typing import Any
 import kopf
 
 from ..api.common import API_VERSION
+from ..github.reasons import GITHUB_HOOK_READY
 from ..receiver.bundle import build_bundle
 from ..receiver.client import ReceiverAdmin, ReceiverError, ReceiverUnavailable
 from . import conditions as c
@@ -327,6 +328,7 @@ class Reconciler:
             stats=self.stats if with_stats else None,
             windows=self.windows,
             mono=asyncio.get_running_loop().time(),
+            github=dict(self.ctx.github_reports),
         )
         # Written concurrently (a bounded number at once): a thousand Webhooks becoming
         # Ready together should not wait for a thousand round trips one after another.
@@ -389,6 +391,24 @@ class Reconciler:
                 involved,
                 type="Normal" if ok else "Warning",
                 reason=c.READY if ok else str(after["reason"]),
+                message=str(after["message"]) or str(after["reason"]),
+            )
+            if ok and key[0] == "Webhook":
+                # A managed GitHub hook waits for its Webhook to be served (issue 12).
+                self.ctx.wake_github(key[1], key[2])
+        before = c.find(current.get("conditions"), GITHUB_HOOK_READY)
+        after = c.find(desired.get("conditions"), GITHUB_HOOK_READY)
+        if after is not None and (
+            before is None
+            or (before.get("status"), before.get("reason")) != (after["status"], after["reason"])
+        ):
+            # Issue 12: the upstream hook became active, or why it is not (each reason
+            # once: a rate limit that becomes a 401 is news, the same 401 again is not).
+            ok = after["status"] == "True"
+            await self.ctx.kube.post_event(
+                involved,
+                type="Normal" if ok else "Warning",
+                reason=GITHUB_HOOK_READY if ok else str(after["reason"]),
                 message=str(after["message"]) or str(after["reason"]),
             )
         deliveries = desired.get("deliveries")

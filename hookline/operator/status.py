@@ -16,8 +16,10 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..api.webhook import Alerts
+from ..github.reasons import GITHUB_HOOK_READY
 from . import conditions as c
 from .evaluate import Desired, Evaluation, ObjectKey
+from .github_sync import HookReport
 from .settings import OperatorSettings
 from .stats import (
     FailureWindow,
@@ -55,6 +57,9 @@ class StatusInputs:
     stats: Mapping[str, Any] | None = None  # the receivers' /api/v1/stats, when read
     windows: FailureWindow | None = None
     mono: float = 0.0  # the failure windows' clock
+    # The last check of each managed GitHub hook, by (namespace, name, uid) (issue 12):
+    # the GitHub daemons hand it here so that this stays the one status writer.
+    github: Mapping[tuple[str, str, str], HookReport] = field(default_factory=dict)
 
 
 def ready(key: ObjectKey, evaluation: Evaluation, outcome: PushOutcome) -> list[Desired]:
@@ -79,6 +84,32 @@ def ready(key: ObjectKey, evaluation: Evaluation, outcome: PushOutcome) -> list[
         else "; ".join(outcome.errors[:3]) or "the receiver has not taken the configuration"
     )
     return [Desired(c.READY, "False", c.RECEIVER_NOT_READY, message)]
+
+
+def github_hook(
+    conditions: list[dict[str, Any]],
+    desired: dict[str, Any],
+    spec: Mapping[str, Any],
+    report: HookReport | None,
+    now: datetime,
+) -> list[dict[str, Any]]:
+    """GitHubHookReady and status.github from the last check of the hook (issue 12);
+    both removed when the spec has no `github` block (any more)."""
+    if not spec.get("github"):
+        desired["github"] = None
+        return [x for x in conditions if x.get("type") != GITHUB_HOOK_READY]
+    if report is None:
+        return conditions  # not checked yet: what the status says stays
+    desired["github"] = report.github
+    return c.set_condition(
+        conditions,
+        GITHUB_HOOK_READY,
+        "True" if report.ready else "False",
+        report.reason,
+        report.message,
+        report.generation,
+        now,
+    )
 
 
 def alerts_of(spec: Mapping[str, Any]) -> Alerts:
@@ -114,6 +145,9 @@ def desired_status(
         spec = body.get("spec") or {}
         # None removes a url the status has from settings that no longer give one.
         desired["url"] = inputs.settings.webhook_url(str(spec.get("path") or object_id))
+        conditions = github_hook(
+            conditions, desired, spec, inputs.github.get((namespace, name, uid)), inputs.now
+        )
         if stats is not None and "webhooks" in stats and inputs.windows is not None:
             desired["deliveries"] = webhook_deliveries(stats, object_id)
             alerts = alerts_of(spec)
